@@ -1,0 +1,132 @@
+"""One settings object, read from the environment once (SPEC 3.4).
+
+Nothing here connects to anything: `get_settings()` only parses variables, lazily, and caches
+the result so every module of a process sees the same configuration.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_AI_RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+# Close to the schedule the issue asks for: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_DELIVERY_RETRY_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+def _parse_delays(value: object) -> tuple[float, ...]:
+    if isinstance(value, (list, tuple)):
+        items = [float(v) for v in value]
+    else:
+        text = str(value).strip()
+        items = [float(part) for part in text.split(",") if part.strip()] if text else []
+    if any(d < 0 for d in items):
+        raise ValueError("retry delays must be >= 0 seconds")
+    return tuple(items)
+
+
+def _parse_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(part.strip() for part in str(value or "").split(",") if part.strip())
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept the `postgresql://` form users write; SQLAlchemy needs the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/call_downloader"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # Prefix of every exchange and queue name: lets several deployments (or test runs) share
+    # one broker without seeing each other's events.
+    event_namespace: str = "calldl"
+
+    ai_url: str = ""
+    ai_protocol: str = "default"  # "default" or "openai"
+    ai_model: str = "whisper-1"
+    ai_api_key: str = ""
+    ai_timeout_seconds: float = 120.0
+    ai_retry_delays: Annotated[tuple[float, ...], NoDecode] = DEFAULT_AI_RETRY_DELAYS
+
+    delivery_url: str = ""
+    delivery_secret: str = ""
+    delivery_timeout_seconds: float = 15.0
+    delivery_retry_delays: Annotated[tuple[float, ...], NoDecode] = DEFAULT_DELIVERY_RETRY_DELAYS
+
+    jwt_secret: str = ""
+    jwt_issuer: str = "call-downloader"
+    jwt_audience: str = "call-downloader-api"
+    access_token_minutes: int = 15
+    refresh_token_days: int = 14
+
+    admin_username: str = ""
+    admin_password: str = ""
+
+    max_upload_bytes: int = 2 * 1024**3
+    download_timeout_seconds: float = 300.0
+    audio_url_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # Public base URL the AI uses to post asynchronous results back (SPEC 3.2).
+    public_base_url: str = "http://127.0.0.1:8080"
+    port: int = 8080
+    audio_cache_ttl_seconds: int = 3600
+    dispatcher_max_attempts: int = 8
+    dispatcher_concurrency: int = 8
+    outbox_poll_seconds: float = 1.0
+    data_dir: str = ".data"
+
+    @field_validator("ai_retry_delays", "delivery_retry_delays", mode="before")
+    @classmethod
+    def _delays(cls, value: object) -> tuple[float, ...]:
+        return _parse_delays(value)
+
+    @field_validator("audio_url_allowlist", mode="before")
+    @classmethod
+    def _allowlist(cls, value: object) -> tuple[str, ...]:
+        return _parse_list(value)
+
+    @field_validator("ai_protocol")
+    @classmethod
+    def _protocol(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"default", "openai"}:
+            raise ValueError("AI_PROTOCOL must be 'default' or 'openai'")
+        return value
+
+    @field_validator("max_upload_bytes")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("MAX_UPLOAD_BYTES must be positive")
+        return value
+
+    @property
+    def sqlalchemy_database_url(self) -> str:
+        return sqlalchemy_url(self.database_url)
+
+    @property
+    def jwt_secrets(self) -> tuple[str, ...]:
+        """`JWT_SECRET` may list the current secret first and previous ones after, comma-separated,
+        so a secret can be rotated without logging everyone out."""
+        return _parse_list(self.jwt_secret)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the `make run` launcher change the environment)."""
+    get_settings.cache_clear()

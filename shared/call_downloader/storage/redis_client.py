@@ -1,0 +1,40 @@
+"""The process's Redis client, built on first use. Redis is a cache only: short timeouts so
+that Redis being down slows work down a little and never blocks or fails it."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from call_downloader.config import get_settings
+
+_lock = threading.Lock()
+_client: redis.Redis | None = None
+
+
+def get_redis() -> redis.Redis:
+    global _client
+    if _client is None:
+        with _lock:
+            if _client is None:
+                _client = redis.Redis.from_url(
+                    get_settings().redis_url,
+                    socket_connect_timeout=0.5,
+                    socket_timeout=2.0,
+                    health_check_interval=30,
+                )
+    return _client
+
+
+def reset_redis() -> None:
+    global _client
+    with _lock:
+        if _client is not None:
+            _client.close()
+        _client = None
+
+
+def key(*parts: str) -> str:
+    """Namespaced key: several deployments or test runs can share one Redis."""
+    return ":".join((get_settings().event_namespace, *parts))
