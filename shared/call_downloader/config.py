@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_AI_RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     ai_model: str = "whisper-1"
     ai_api_key: str = ""
     ai_timeout_seconds: float = 120.0
+    # How long an asynchronous AI (202 + callback) may take before the call is re-sent.
+    ai_callback_timeout_seconds: float = 3600.0
     ai_retry_delays: Annotated[tuple[float, ...], NoDecode] = DEFAULT_AI_RETRY_DELAYS
 
     delivery_url: str = ""

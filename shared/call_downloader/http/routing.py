@@ -46,7 +46,9 @@ class Router:
             return error_response(404, "not_found", "no such endpoint")
         except MethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.valid_methods or []))
-            return error_response(405, "method_not_allowed", "method not allowed", {"Allow": allowed})
+            return error_response(
+                405, "method_not_allowed", "method not allowed", {"Allow": allowed}
+            )
         try:
             return self._views[endpoint](request, **args)
         except ApiError as exc:
@@ -68,4 +70,6 @@ def _readyz(request: flask.Request) -> Any:
 
     checks = readiness()
     ok = all(v == "ok" for v in checks.values())
-    return flask.make_response({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+    return flask.make_response(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    )

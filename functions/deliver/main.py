@@ -1,0 +1,9 @@
+"""deliver (CloudEvent call.processed, delivery.due): signed webhooks to the destinations."""
+
+import functions_framework
+from call_downloader.pipeline import deliver as stage
+
+
+@functions_framework.cloud_event
+def deliver(cloud_event):
+    stage.handle(cloud_event)

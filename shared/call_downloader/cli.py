@@ -1,0 +1,118 @@
+"""`call-downloader` command line: run, migrate, relay, dispatcher, topology, users."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from call_downloader.db.migrate import upgrade
+    from call_downloader.pipeline.destinations import ensure_config_destination
+    from call_downloader.security.identity import ensure_admin_user
+
+    upgrade(wait=args.wait)
+    ensure_admin_user()
+    ensure_config_destination()
+    print("database migrated")
+    return 0
+
+
+def _relay(args: argparse.Namespace) -> int:
+    import signal
+
+    from call_downloader.events.relay import Relay
+    from call_downloader.observability.logs import configure
+
+    configure()
+    relay = Relay()
+    signal.signal(signal.SIGTERM, lambda *_: relay.stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: relay.stopped.set())
+    relay.run()
+    relay.stop()
+    return 0
+
+
+def _dispatcher(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from call_downloader.events.dispatcher import (
+        EVENT_FUNCTIONS,
+        Dispatcher,
+        http_invoker,
+        in_process_invoker,
+    )
+    from call_downloader.observability.logs import configure
+
+    configure()
+    names = list(EVENT_FUNCTIONS) if args.function == "all" else [args.function]
+    for name in names:
+        if name not in EVENT_FUNCTIONS:
+            print(
+                f"unknown function {name!r}; one of {', '.join(EVENT_FUNCTIONS)}", file=sys.stderr
+            )
+            return 2
+    urls = dict(u.split("=", 1) for u in args.invoke_url if "=" in u)
+    plain = [u for u in args.invoke_url if "=" not in u]
+    if plain and len(names) == 1:
+        urls[names[0]] = plain[0]
+    invokers = {
+        name: http_invoker(urls[name]) if name in urls else in_process_invoker(name)
+        for name in names
+    }
+    dispatcher = Dispatcher(invokers, concurrency=args.concurrency)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    dispatcher.start()
+    done.wait()
+    dispatcher.stop()
+    return 0
+
+
+def _topology(args: argparse.Namespace) -> int:
+    from call_downloader.events.broker import declare_topology
+
+    topo = declare_topology()
+    print(f"declared exchange {topo.exchange} and the function queues")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from call_downloader.server.run import run
+
+    return run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="call-downloader")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="the whole system on one port (make run)").set_defaults(fn=_run)
+    p = sub.add_parser("migrate", help="wait for the database, migrate, create the admin")
+    p.add_argument("--wait", type=float, default=60.0)
+    p.set_defaults(fn=_migrate)
+    sub.add_parser("relay", help="publish committed outbox events").set_defaults(fn=_relay)
+    p = sub.add_parser("dispatcher", help="consume a function's queue and invoke it")
+    p.add_argument("--function", default="all")
+    p.add_argument(
+        "--invoke-url",
+        action="append",
+        default=[],
+        help="URL (or name=URL) to POST CloudEvents to; in-process when omitted",
+    )
+    p.add_argument("--concurrency", type=int, default=None)
+    p.set_defaults(fn=_dispatcher)
+    sub.add_parser("topology", help="declare the RabbitMQ topology").set_defaults(fn=_topology)
+    try:
+        from call_downloader.security.cli import register
+
+        register(sub)
+    except ImportError:
+        pass
+    args = parser.parse_args(argv)
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

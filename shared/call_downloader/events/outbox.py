@@ -1,0 +1,61 @@
+"""The transactional outbox: events are rows committed with the state change that causes them.
+
+`add_event` is called inside the caller's unit of work. The relay (`relay.py`) publishes the
+committed rows. A row whose `available_at` lies ahead is a scheduled event (retry backoff).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from call_downloader.config import get_settings
+from call_downloader.db.models import OutboxEvent
+from call_downloader.events import types as ev
+
+
+def notify_channel() -> str:
+    # LISTEN/NOTIFY channel names are identifiers: keep them simple.
+    return "".join(c if c.isalnum() else "_" for c in get_settings().event_namespace) + "_outbox"
+
+
+def add_event(
+    session: Session,
+    type_: str,
+    subject: str | uuid.UUID,
+    data: dict[str, Any],
+    *,
+    delay_seconds: float = 0.0,
+    traceparent: str | None = None,
+) -> OutboxEvent:
+    now = datetime.now(UTC)
+    row = OutboxEvent(
+        id=uuid.uuid4(),
+        type=type_,
+        subject=str(subject),
+        data=data,
+        traceparent=ev.child_traceparent(traceparent),
+        created_at=now,
+        available_at=now + timedelta(seconds=max(0.0, delay_seconds)),
+    )
+    session.add(row)
+    if session.get_bind().dialect.name == "postgresql":
+        # Wakes the relay at commit (NOTIFY is transactional); polling remains the fallback.
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel()})
+    return row
+
+
+def to_envelope(row: OutboxEvent, source: str = "/call-downloader") -> dict[str, Any]:
+    return ev.envelope(
+        row.id,
+        row.type,
+        row.subject,
+        row.data,
+        source=source,
+        time=row.created_at,
+        traceparent=row.traceparent,
+    )

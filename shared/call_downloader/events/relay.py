@@ -1,0 +1,139 @@
+"""The outbox relay: publishes committed events with confirms, then marks them published.
+
+Several relays may run at once (`FOR UPDATE SKIP LOCKED`). A crash after publishing and before
+marking re-publishes the event: consumers are idempotent on the CloudEvent id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+import psycopg
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from call_downloader.config import get_settings, sqlalchemy_url
+from call_downloader.db.engine import unit_of_work
+from call_downloader.db.models import OutboxEvent
+from call_downloader.events import outbox
+from call_downloader.events.broker import Publisher, PublishError, Topology, topology
+
+log = logging.getLogger(__name__)
+
+
+def publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> int:
+    """Publish up to `batch` due events; returns how many were published."""
+    now = datetime.now(UTC)
+    with unit_of_work() as session:
+        rows = (
+            session.execute(
+                select(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None), OutboxEvent.available_at <= now)
+                .order_by(OutboxEvent.available_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
+        published = 0
+        for row in rows:
+            body = outbox.to_envelope(row)
+            try:
+                publisher.publish(
+                    topo.exchange,
+                    row.type,
+                    _json(body),
+                    headers={"traceparent": row.traceparent} if row.traceparent else None,
+                    message_id=str(row.id),
+                )
+            except PublishError:
+                row.publish_attempts += 1
+                log.warning("outbox publish failed; will retry", extra={"event_id": str(row.id)})
+                break  # keep order; the broker is likely down: back off
+            row.published_at = datetime.now(UTC)
+            published += 1
+        return published
+
+
+def _json(body: dict) -> bytes:  # type: ignore[type-arg]
+    from call_downloader.events.types import to_json_bytes
+
+    return to_json_bytes(body)
+
+
+def seconds_until_next_due() -> float | None:
+    with unit_of_work() as session:
+        nxt = session.execute(
+            select(func.min(OutboxEvent.available_at)).where(OutboxEvent.published_at.is_(None))
+        ).scalar()
+    if nxt is None:
+        return None
+    if nxt.tzinfo is None:
+        nxt = nxt.replace(tzinfo=UTC)
+    return max(0.0, (nxt - datetime.now(UTC)).total_seconds())
+
+
+class _Listener:
+    """LISTEN on the outbox channel so the relay wakes at commit instead of polling."""
+
+    def __init__(self) -> None:
+        self._conn: psycopg.Connection | None = None
+
+    def wait(self, timeout: float) -> None:
+        url = make_url(sqlalchemy_url(get_settings().database_url))
+        if not url.drivername.startswith("postgresql"):
+            time.sleep(timeout)
+            return
+        try:
+            if self._conn is None or self._conn.closed:
+                conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+                self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+                self._conn.execute(f'LISTEN "{outbox.notify_channel()}"')
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            self.close()
+            time.sleep(min(timeout, 1.0))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None
+
+
+class Relay:
+    def __init__(self, publisher: Publisher | None = None) -> None:
+        self.publisher = publisher or Publisher()
+        self.stopped = threading.Event()
+        self._listener = _Listener()
+
+    def run(self) -> None:
+        topo = topology()
+        poll = get_settings().outbox_poll_seconds
+        failures = 0
+        while not self.stopped.is_set():
+            try:
+                count = publish_due(self.publisher, topo)
+                failures = 0
+                if count:
+                    continue  # more may be waiting
+                nxt = seconds_until_next_due()
+                wait = poll if nxt is None else min(poll, nxt)
+            except Exception:  # database or broker down: back off, never die
+                failures += 1
+                log.exception("outbox relay error")
+                wait = min(30.0, 0.5 * 2**failures)
+            if wait > 0:
+                self._listener.wait(wait)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._listener.close()
+        self.publisher.close()

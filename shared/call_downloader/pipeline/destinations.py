@@ -1,0 +1,66 @@
+"""Destinations: where results are delivered. DELIVERY_URL/DELIVERY_SECRET are mirrored into
+the `default` destination at start-up; more can be managed from the UI (issue 4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from call_downloader.config import get_settings
+from call_downloader.db.engine import unit_of_work
+from call_downloader.db.models import Destination
+
+CONFIG_DESTINATION = "default"
+
+
+def ensure_config_destination() -> None:
+    """Create or update the `default` destination from the environment (idempotent)."""
+    settings = get_settings()
+    try:
+        with unit_of_work() as session:
+            dest = session.execute(
+                select(Destination).where(Destination.from_config.is_(True))
+            ).scalar_one_or_none()
+            if not settings.delivery_url:
+                if dest is not None:
+                    dest.enabled = False
+                return
+            if not settings.delivery_secret:
+                raise RuntimeError("DELIVERY_URL is set but DELIVERY_SECRET is not")
+            if dest is None:
+                session.add(
+                    Destination(
+                        name=CONFIG_DESTINATION,
+                        url=settings.delivery_url,
+                        secret=settings.delivery_secret,
+                        enabled=True,
+                        from_config=True,
+                    )
+                )
+            else:
+                dest.url = settings.delivery_url
+                dest.enabled = True
+                if dest.secret != settings.delivery_secret:
+                    dest.secret = settings.delivery_secret
+    except IntegrityError:
+        pass  # another process created it at the same moment
+
+
+def enabled_destinations(session: Session) -> list[Destination]:
+    return list(
+        session.execute(select(Destination).where(Destination.enabled.is_(True))).scalars().all()
+    )
+
+
+def signing_secrets(dest: Destination) -> list[str]:
+    secrets = [dest.secret]
+    expires = dest.previous_secret_expires_at
+    if dest.previous_secret and expires is not None:
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        if expires > datetime.now(UTC):
+            secrets.append(dest.previous_secret)
+    return secrets

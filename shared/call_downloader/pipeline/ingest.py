@@ -1,0 +1,427 @@
+"""ingest: take a recording from a source application (SPEC 3.1).
+
+The call row, its audio chunks and its `call.received` event are written in ONE transaction
+while the body streams in (sha256 and size computed on the way, the format decided from the
+first bytes). Any refusal rolls everything back: nothing is half-written. 202 is answered only
+after the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import flask
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.parser import ParseFailedException
+from streaming_form_data.targets import BaseTarget, ValueTarget
+from streaming_form_data.validators import MaxSizeValidator, ValidationError
+
+from call_downloader.audio.formats import SNIFF_BYTES, sniff_format
+from call_downloader.config import get_settings
+from call_downloader.db.engine import unit_of_work
+from call_downloader.db.models import Call, CallStatus, utcnow
+from call_downloader.events import outbox
+from call_downloader.events import types as ev
+from call_downloader.http.errors import ApiError
+from call_downloader.pipeline.common import record
+from call_downloader.pipeline.views import call_json
+from call_downloader.security.identity import Identity
+from call_downloader.storage import audio as audio_store
+
+log = logging.getLogger(__name__)
+
+READ_BYTES = 256 * 1024
+MAX_FIELD_BYTES = 64 * 1024  # external_id and metadata together stay far below this
+MAX_ID_CHARS = 255
+# Multipart framing around the file is small; a body this much above the limit is refused
+# from its Content-Length before reading anything.
+MULTIPART_OVERHEAD = 256 * 1024
+_PRINTABLE_ID = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"the recording exceeds the {limit}-byte limit")
+
+
+def _not_audio() -> ApiError:
+    return ApiError(
+        415,
+        "unsupported_media_type",
+        "the content is not a supported audio format (MP3, WAV, Ogg Vorbis/Opus, FLAC, M4A/AAC)",
+    )
+
+
+def _clean_id(value: Any, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ApiError(422, "invalid_field", f"{name} must be a string")
+    if len(value) > MAX_ID_CHARS or not _PRINTABLE_ID.match(value):
+        raise ApiError(
+            422, "invalid_field", f"{name} must be 1-{MAX_ID_CHARS} printable ASCII characters"
+        )
+    return value
+
+
+def _clean_metadata(value: Any) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(422, "invalid_metadata", "metadata must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ApiError(422, "invalid_metadata", "metadata must be a JSON object")
+    if len(json.dumps(value)) > MAX_FIELD_BYTES:
+        raise ApiError(413, "metadata_too_large", f"metadata exceeds {MAX_FIELD_BYTES} bytes")
+    return value
+
+
+def _clean_filename(name: str | None) -> str | None:
+    """Keep a display name only: no directories, no control characters."""
+    if not name:
+        return None
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip().strip(".")
+    return name[:255] or None
+
+
+@dataclass
+class AudioSink:
+    """Streams audio into the call's chunks, hashing, counting, sniffing and caching."""
+
+    session: Session
+    call_id: uuid.UUID
+    limit: int
+    size: int = 0
+    format: str | None = None
+    _sha: Any = field(default_factory=hashlib.sha256)
+    _head: bytearray = field(default_factory=bytearray)
+    _cache: bytearray | None = field(default_factory=bytearray)
+    _writer: audio_store.ChunkWriter | None = None
+
+    def __post_init__(self) -> None:
+        self._writer = audio_store.ChunkWriter(self.session, self.call_id)
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            raise _too_large(self.limit)
+        if self.format is None:
+            self._head += data[: SNIFF_BYTES - len(self._head)]
+            if len(self._head) >= SNIFF_BYTES:
+                self._decide()
+        self._sha.update(data)
+        assert self._writer is not None
+        self._writer.write(data)
+        if self._cache is not None:
+            if len(self._cache) + len(data) > audio_store.CACHE_MAX_BYTES:
+                self._cache = None  # too big to cache: stages read PostgreSQL
+            else:
+                self._cache += data
+
+    def _decide(self) -> None:
+        fmt = sniff_format(bytes(self._head))
+        if fmt is None:
+            raise _not_audio()
+        self.format = fmt
+
+    def finish(self) -> None:
+        if self.size == 0:
+            raise ApiError(422, "empty_file", "the recording is empty")
+        if self.format is None:
+            self._decide()
+        assert self._writer is not None
+        self._writer.close()
+
+    @property
+    def sha256(self) -> str:
+        return str(self._sha.hexdigest())
+
+    @property
+    def cached_bytes(self) -> bytes | None:
+        return bytes(self._cache) if self._cache is not None else None
+
+
+class _FileTarget(BaseTarget):
+    def __init__(self, sink: AudioSink) -> None:
+        super().__init__()
+        self.sink = sink
+        self.seen = False
+
+    def on_start(self) -> None:
+        if self.seen:
+            raise ApiError(422, "invalid_field", "send exactly one `file` part")
+        self.seen = True
+
+    def on_data_received(self, chunk: bytes) -> None:
+        self.sink.write(chunk)
+
+
+@dataclass
+class IngestRequest:
+    identity: Identity
+    external_id: str | None
+    idempotency_key: str | None
+    metadata: dict[str, Any]
+    origin: str
+    filename: str | None = None
+    declared_content_type: str | None = None
+    audio_url: str | None = None
+
+
+def _existing(
+    session: Session, source_id: uuid.UUID, external_id: str | None, idempotency_key: str | None
+) -> Call | None:
+    if external_id:
+        found = session.execute(
+            select(Call).where(Call.source_id == source_id, Call.external_id == external_id)
+        ).scalar_one_or_none()
+        if found is not None:
+            return found
+    if idempotency_key:
+        return session.execute(
+            select(Call).where(Call.source_id == source_id, Call.idempotency_key == idempotency_key)
+        ).scalar_one_or_none()
+    return None
+
+
+def _duplicate_response(call: Call) -> flask.Response:
+    with unit_of_work() as session:
+        body = call_json(session, call.id)
+    response = flask.make_response(body, 200)
+    response.headers["Location"] = f"/api/v1/calls/{call.id}"
+    return response
+
+
+def _accepted(call_id: uuid.UUID) -> flask.Response:
+    with unit_of_work() as session:
+        body = call_json(session, call_id)
+    response = flask.make_response(body, 202)
+    response.headers["Location"] = f"/api/v1/calls/{call_id}"
+    return response
+
+
+def _commit_call(
+    session: Session, req: IngestRequest, call: Call, sink: AudioSink, traceparent: str | None
+) -> None:
+    sink.finish()
+    call.external_id = req.external_id
+    call.metadata_ = req.metadata
+    call.filename = req.filename
+    call.declared_content_type = req.declared_content_type
+    call.size_bytes = sink.size
+    call.sha256 = sink.sha256
+    call.format = sink.format
+    record(
+        session,
+        call.id,
+        "ingest",
+        "received",
+        size_bytes=sink.size,
+        format=sink.format,
+        origin=req.origin,
+    )
+    outbox.add_event(
+        session,
+        ev.CALL_RECEIVED,
+        call.id,
+        {"call_id": str(call.id), "format": sink.format, "size_bytes": sink.size},
+        traceparent=traceparent,
+    )
+
+
+def _new_call(session: Session, req: IngestRequest) -> Call:
+    call = Call(
+        id=uuid.uuid4(),
+        source_id=req.identity.user_id,
+        idempotency_key=req.idempotency_key,
+        status=CallStatus.RECEIVED,
+        origin=req.origin,
+        audio_url=req.audio_url,
+        metadata_={},
+        received_at=utcnow(),
+    )
+    session.add(call)
+    session.flush()  # the chunks reference it
+    return call
+
+
+def ingest(request: flask.Request, identity: Identity) -> flask.Response:
+    settings = get_settings()
+    idempotency_key = _clean_id(request.headers.get("Idempotency-Key"), "Idempotency-Key")
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        return _ingest_upload(request, identity, idempotency_key, settings.max_upload_bytes)
+    if mimetype == "application/json":
+        return _ingest_url(request, identity, idempotency_key)
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        "send the recording as multipart/form-data (`file`) or JSON with `audio_url`",
+    )
+
+
+def _check_idempotency_first(
+    identity: Identity, idempotency_key: str | None, external_id: str | None
+) -> flask.Response | None:
+    if not (idempotency_key or external_id):
+        return None
+    with unit_of_work() as session:
+        found = _existing(session, identity.user_id, external_id, idempotency_key)
+    return _duplicate_response(found) if found is not None else None
+
+
+def _ingest_upload(
+    request: flask.Request, identity: Identity, idempotency_key: str | None, limit: int
+) -> flask.Response:
+    length = request.content_length
+    if length is not None and length > limit + MULTIPART_OVERHEAD:
+        raise _too_large(limit)
+    early = _check_idempotency_first(identity, idempotency_key, None)
+    if early is not None:
+        return early
+    traceparent = request.headers.get("traceparent")
+    try:
+        with unit_of_work() as session:
+            req = IngestRequest(identity, None, idempotency_key, {}, "upload")
+            call = _new_call(session, req)
+            sink = AudioSink(session, call.id, limit)
+            try:
+                parser = StreamingFormDataParser(headers=request.headers)
+            except ParseFailedException as exc:
+                raise ApiError(400, "malformed_multipart", str(exc)) from None
+            file_target = _FileTarget(sink)
+            external = ValueTarget(validator=MaxSizeValidator(MAX_ID_CHARS * 4))
+            metadata = ValueTarget(validator=MaxSizeValidator(MAX_FIELD_BYTES))
+            parser.register("file", file_target)
+            parser.register("external_id", external)
+            parser.register("metadata", metadata)
+            stream = request.stream
+            try:
+                while chunk := stream.read(READ_BYTES):
+                    parser.data_received(chunk)
+            except ValidationError:
+                raise ApiError(413, "field_too_large", "a form field is too large") from None
+            except ParseFailedException as exc:
+                raise ApiError(
+                    400, "malformed_multipart", f"malformed multipart body: {exc}"
+                ) from None
+            if not file_target.seen:
+                raise ApiError(422, "file_missing", "the `file` part is missing")
+            try:
+                ext_text = external.value.decode("utf-8") if external.value else None
+            except UnicodeDecodeError:
+                raise ApiError(422, "invalid_field", "external_id must be UTF-8") from None
+            req.external_id = _clean_id(ext_text, "external_id")
+            req.metadata = _clean_metadata(metadata.value)
+            req.filename = _clean_filename(file_target.multipart_filename)
+            req.declared_content_type = (file_target.multipart_content_type or "")[:255] or None
+            # Same external_id from the same source: answer the existing call, create nothing.
+            found = _existing(session, identity.user_id, req.external_id, None)
+            if found is not None and found.id != call.id:
+                raise _Duplicate(found)
+            _commit_call(session, req, call, sink, traceparent)
+            call_id, cached = call.id, sink.cached_bytes
+    except _Duplicate as dup:
+        return _duplicate_response(dup.call)
+    except IntegrityError:
+        # A concurrent request with the same external_id or Idempotency-Key won the race.
+        return _duplicate_after_race(identity, idempotency_key, None)
+    if cached is not None:
+        audio_store.cache_put(call_id, cached)
+    return _accepted(call_id)
+
+
+class _Duplicate(Exception):
+    def __init__(self, call: Call) -> None:
+        super().__init__("duplicate")
+        self.call = call
+
+
+def _duplicate_after_race(
+    identity: Identity, idempotency_key: str | None, external_id: str | None
+) -> flask.Response:
+    early = _check_idempotency_first(identity, idempotency_key, external_id)
+    if early is None:
+        raise ApiError(409, "conflict", "a concurrent request created the same call; retry")
+    return early
+
+
+def _ingest_url(
+    request: flask.Request, identity: Identity, idempotency_key: str | None
+) -> flask.Response:
+    from call_downloader.net.download import DownloadError, DownloadTooLarge, open_download
+    from call_downloader.net.ssrf import ForbiddenTarget, Policy
+
+    settings = get_settings()
+    if request.content_length is not None and request.content_length > 2 * MAX_FIELD_BYTES:
+        raise ApiError(413, "payload_too_large", "the JSON body is too large")
+    raw = request.stream.read(2 * MAX_FIELD_BYTES + 1)
+    if len(raw) > 2 * MAX_FIELD_BYTES:
+        raise ApiError(413, "payload_too_large", "the JSON body is too large")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", "the body must be a JSON object")
+    audio_url = body.get("audio_url")
+    if not isinstance(audio_url, str) or not audio_url.strip():
+        raise ApiError(422, "invalid_field", "audio_url is required (an http or https URL)")
+    if len(audio_url) > 2048:
+        raise ApiError(422, "invalid_field", "audio_url is too long")
+    external_id = _clean_id(body.get("external_id"), "external_id")
+    metadata = _clean_metadata(body.get("metadata"))
+    early = _check_idempotency_first(identity, idempotency_key, external_id)
+    if early is not None:
+        return early
+    traceparent = request.headers.get("traceparent")
+    limit = settings.max_upload_bytes
+    policy = Policy.public_only(settings.audio_url_allowlist)
+    try:
+        with unit_of_work() as session:
+            req = IngestRequest(
+                identity, external_id, idempotency_key, metadata, "url", audio_url=audio_url
+            )
+            call = _new_call(session, req)
+            sink = AudioSink(session, call.id, limit)
+            with open_download(
+                audio_url,
+                policy=policy,
+                max_bytes=limit,
+                timeout=settings.download_timeout_seconds,
+            ) as download:
+                req.filename = _clean_filename(download.filename)
+                req.declared_content_type = (download.content_type or "")[:255] or None
+                for chunk in download.iter_chunks():
+                    sink.write(chunk)
+            _commit_call(session, req, call, sink, traceparent)
+            call_id, cached = call.id, sink.cached_bytes
+    except ForbiddenTarget as exc:
+        raise ApiError(422, "audio_url_forbidden", f"audio_url refused: {exc.reason}") from None
+    except DownloadTooLarge:
+        raise _too_large(limit) from None
+    except DownloadError as exc:
+        status = 413 if exc.code == "too_large" else 422
+        if exc.code == "audio_url_forbidden":
+            status = 422
+        raise ApiError(status, exc.code, f"audio_url download failed: {exc.message}") from None
+    except IntegrityError:
+        return _duplicate_after_race(identity, idempotency_key, external_id)
+    if cached is not None:
+        audio_store.cache_put(call_id, cached)
+    return _accepted(call_id)

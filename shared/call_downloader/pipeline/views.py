@@ -1,0 +1,141 @@
+"""How a call looks from outside: the webhook's `call` object and the API's call JSON."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from call_downloader.db.models import (
+    AiResult,
+    Call,
+    Delivery,
+    DeliveryAttempt,
+    TimelineEntry,
+)
+from call_downloader.http.errors import ApiError
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def webhook_call(call: Call) -> dict[str, Any]:
+    """The `call` object of the webhook payload (SPEC 3.3)."""
+    return {
+        "id": str(call.id),
+        "external_id": call.external_id,
+        "duration_seconds": call.duration_seconds,
+        "format": call.format,
+        "size_bytes": call.size_bytes,
+        "sha256": call.sha256,
+        "received_at": iso(call.received_at),
+        "metadata": call.metadata_ or {},
+    }
+
+
+def latest_result(session: Session, call: Call) -> AiResult | None:
+    if call.result_version is None:
+        return None
+    return session.execute(
+        select(AiResult).where(AiResult.call_id == call.id, AiResult.version == call.result_version)
+    ).scalar_one_or_none()
+
+
+def call_json(session: Session, call_id: uuid.UUID, *, detail: bool = True) -> dict[str, Any]:
+    call = session.get(Call, call_id)
+    if call is None:
+        raise ApiError(404, "not_found", "no such call")
+    body = webhook_call(call)
+    body.update(
+        {
+            "status": call.status,
+            "source_id": str(call.source_id),
+            "origin": call.origin,
+            "filename": call.filename,
+            "codec": call.codec,
+            "sample_rate": call.sample_rate,
+            "channels": call.channels,
+            "bitrate": call.bitrate,
+            "analyzed_at": iso(call.analyzed_at),
+            "processed_at": iso(call.processed_at),
+            "delivered_at": iso(call.delivered_at),
+            "updated_at": iso(call.updated_at),
+            "error": (
+                {
+                    "stage": call.error_stage,
+                    "reason": call.error_reason,
+                    "message": call.error_detail,
+                }
+                if call.error_reason
+                else None
+            ),
+            "result_version": call.result_version,
+        }
+    )
+    if not detail:
+        return body
+    result = latest_result(session, call)
+    body["result"] = result.result if result is not None else None
+    deliveries = (
+        session.execute(
+            select(Delivery).where(Delivery.call_id == call.id).order_by(Delivery.created_at)
+        )
+        .scalars()
+        .all()
+    )
+    attempts = (
+        session.execute(
+            select(DeliveryAttempt)
+            .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+            .where(Delivery.call_id == call.id)
+            .order_by(DeliveryAttempt.attempted_at, DeliveryAttempt.id)
+        )
+        .scalars()
+        .all()
+    )
+    names = {d.id: d.destination.name for d in deliveries}
+    body["deliveries"] = [
+        {
+            "webhook_id": d.id,
+            "destination_id": str(d.destination_id),
+            "destination": d.destination.name,
+            "result_version": d.result_version,
+            "status": d.status,
+            "attempts": d.attempts,
+            "next_attempt_at": iso(d.next_attempt_at),
+            "last_status_code": d.last_status_code,
+            "last_error": d.last_error,
+            "delivered_at": iso(d.delivered_at),
+        }
+        for d in deliveries
+    ]
+    body["attempts"] = [
+        {
+            "webhook_id": a.delivery_id,
+            "destination": names.get(a.delivery_id),
+            "number": a.number,
+            "at": iso(a.attempted_at),
+            "status_code": a.status_code,
+            "latency_ms": a.latency_ms,
+            "response_excerpt": a.response_excerpt,
+            "error": a.error,
+        }
+        for a in attempts
+    ]
+    timeline = (
+        session.execute(
+            select(TimelineEntry)
+            .where(TimelineEntry.call_id == call.id)
+            .order_by(TimelineEntry.at, TimelineEntry.id)
+        )
+        .scalars()
+        .all()
+    )
+    body["timeline"] = [
+        {"at": iso(t.at), "stage": t.stage, "event": t.event, "detail": t.detail} for t in timeline
+    ]
+    return body

@@ -1,0 +1,108 @@
+"""One WSGI app for `make run`: every HTTP function under its path, health, and the UI.
+
+The routing table is the same as the Nginx gateway's in the container deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from call_downloader.events.dispatcher import repo_root
+
+WSGIApp = Callable[..., Iterable[bytes]]
+HTTP_FUNCTIONS = {"ingest": "ingest", "auth": "auth", "calls": "calls"}
+
+
+def function_app(folder: str, target: str) -> WSGIApp:
+    import functions_framework
+
+    source = repo_root() / "functions" / folder / "main.py"
+    return functions_framework.create_app(target, str(source), "http")  # type: ignore[no-any-return]
+
+
+def route(method: str, path: str) -> str | None:
+    """Which function serves this request (None: not an API path)."""
+    if path.startswith("/api/v1/auth"):
+        return "auth"
+    if (method == "POST" and path.rstrip("/") == "/api/v1/calls") or path.startswith("/api/v1/ai/"):
+        return "ingest"
+    if path.startswith("/api/"):
+        return "calls"
+    return None
+
+
+def _json(start_response: Any, status: str, body: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
+
+
+class Gateway:
+    def __init__(
+        self,
+        apps: dict[str, WSGIApp],
+        ui_dir: Path | None = None,
+        extra: dict[str, WSGIApp] | None = None,
+    ) -> None:
+        self.apps = apps
+        self.ui_dir = ui_dir if ui_dir and (ui_dir / "index.html").exists() else None
+        self.extra = extra or {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path in self.extra:
+            return self.extra[path](environ, start_response)
+        if path == "/healthz":
+            return _json(start_response, "200 OK", {"status": "ok"})
+        if path == "/readyz":
+            from call_downloader.health import readiness
+
+            checks = readiness()
+            ok = all(v == "ok" for v in checks.values())
+            return _json(
+                start_response,
+                "200 OK" if ok else "503 Service Unavailable",
+                {"status": "ok" if ok else "unavailable", "checks": checks},
+            )
+        name = route(method, path)
+        if name is not None:
+            return self.apps[name](environ, start_response)
+        return self._static(path, start_response)
+
+    def _static(self, path: str, start_response: Any) -> Iterable[bytes]:
+        if self.ui_dir is None:
+            return _json(
+                start_response,
+                "200 OK",
+                {
+                    "service": "call-downloader",
+                    "ui": "not built (run `make ui`)",
+                    "api": "/api/v1",
+                },
+            )
+        target = (self.ui_dir / path.lstrip("/")).resolve()
+        if not target.is_relative_to(self.ui_dir.resolve()) or not target.is_file():
+            target = self.ui_dir / "index.html"  # single-page app: the router handles it
+        data = target.read_bytes()
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        cache = "no-cache" if target.name == "index.html" else "public, max-age=3600"
+        start_response(
+            "200 OK",
+            [("Content-Type", ctype), ("Content-Length", str(len(data))), ("Cache-Control", cache)],
+        )
+        return [data]
+
+
+def build_gateway(ui_dir: Path | None = None) -> Gateway:
+    apps = {}
+    for folder, target in HTTP_FUNCTIONS.items():
+        if (repo_root() / "functions" / folder / "main.py").exists():
+            apps[folder] = function_app(folder, target)
+    return Gateway(apps, ui_dir)

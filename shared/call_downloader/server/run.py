@@ -1,0 +1,157 @@
+"""`make run`: the whole system in one process on one port.
+
+Migrates, then serves every HTTP function (and the UI when built) on PORT, and runs the outbox
+relay and the dispatcher (invoking the CloudEvent functions in-process). Without AI_URL or
+DELIVERY_URL it starts labelled demo stand-ins. Ctrl-C or SIGTERM stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from call_downloader.config import get_settings, reset_settings
+
+log = logging.getLogger("call_downloader.run")
+
+
+def _local_secrets(data_dir: Path) -> dict[str, str]:
+    """Secrets for local runs, generated once and kept in the data folder (never in git)."""
+    path = data_dir / "local-secrets.json"
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    changed = False
+    defaults = {
+        "JWT_SECRET": lambda: secrets.token_urlsafe(48),
+        "DELIVERY_SECRET": lambda: (
+            "whsec_" + __import__("base64").b64encode(secrets.token_bytes(32)).decode()
+        ),
+        "ADMIN_PASSWORD": lambda: secrets.token_urlsafe(12),
+    }
+    for name, make in defaults.items():
+        if name not in stored:
+            stored[name] = make()
+            changed = True
+    if changed:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+    return stored
+
+
+def prepare_environment() -> dict[str, str]:
+    """Fill in what a newcomer did not configure; returns what was filled in."""
+    data_dir = Path(os.environ.get("DATA_DIR", ".data"))
+    local = _local_secrets(data_dir)
+    filled: dict[str, str] = {}
+    for name in ("JWT_SECRET", "DELIVERY_SECRET"):
+        if not os.environ.get(name):
+            os.environ[name] = filled[name] = local[name]
+    if not os.environ.get("ADMIN_USERNAME"):
+        os.environ["ADMIN_USERNAME"] = filled["ADMIN_USERNAME"] = "admin"
+        if not os.environ.get("ADMIN_PASSWORD"):
+            os.environ["ADMIN_PASSWORD"] = filled["ADMIN_PASSWORD"] = local["ADMIN_PASSWORD"]
+    reset_settings()
+    return filled
+
+
+def configure_logging() -> None:
+    from call_downloader.observability.logs import configure
+
+    configure()
+
+
+def run() -> int:
+    configure_logging()
+    filled = prepare_environment()
+    settings = get_settings()
+    port = settings.port
+    host = os.environ.get("HOST", "127.0.0.1")
+    print(f"Call Downloader starting on http://{host}:{port}", flush=True)
+
+    from call_downloader.db.migrate import upgrade
+
+    upgrade(wait=30)
+
+    from werkzeug.serving import make_server
+
+    from call_downloader.server.demo import DemoDestination, demo_ai_app, serve_in_thread
+
+    started_servers = []
+    if not settings.ai_url:
+        ai = serve_in_thread(demo_ai_app, "demo-ai")
+        started_servers.append(ai)
+        os.environ["AI_URL"] = f"http://127.0.0.1:{ai.server_port}/analyze"
+        os.environ["AI_PROTOCOL"] = "default"
+        print(f"  AI_URL not set: DEMO AI service at {os.environ['AI_URL']}", flush=True)
+    if not settings.delivery_url:
+        dest = serve_in_thread(DemoDestination(os.environ["DELIVERY_SECRET"]), "demo-destination")
+        started_servers.append(dest)
+        os.environ["DELIVERY_URL"] = f"http://127.0.0.1:{dest.server_port}/webhook"
+        print(
+            f"  DELIVERY_URL not set: DEMO destination at {os.environ['DELIVERY_URL']} "
+            "(it logs what it receives)",
+            flush=True,
+        )
+    if not os.environ.get("PUBLIC_BASE_URL"):
+        os.environ["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+    reset_settings()
+
+    from call_downloader.events.broker import declare_topology
+    from call_downloader.events.dispatcher import EVENT_FUNCTIONS, Dispatcher, in_process_invoker
+    from call_downloader.events.relay import Relay
+    from call_downloader.pipeline.destinations import ensure_config_destination
+    from call_downloader.security.identity import ensure_admin_user
+    from call_downloader.server.gateway import build_gateway
+
+    ensure_admin_user()
+    ensure_config_destination()
+    declare_topology()
+
+    relay = Relay()
+    relay_thread = threading.Thread(target=relay.run, name="outbox-relay", daemon=True)
+    relay_thread.start()
+    dispatcher = Dispatcher({name: in_process_invoker(name) for name in EVENT_FUNCTIONS})
+    dispatcher.start()
+
+    ui_dir = Path(__file__).resolve().parents[3] / "frontend" / "dist"
+    server = make_server(host, port, build_gateway(ui_dir), threaded=True)
+
+    def stop(signum: int, _frame: object) -> None:
+        print(f"received signal {signum}: stopping", flush=True)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(
+        f"Listening on http://{host}:{port}  (health: /healthz, /readyz; API: /api/v1)", flush=True
+    )
+    if "ADMIN_PASSWORD" in filled:
+        print(
+            f"Sign in as admin / {filled['ADMIN_PASSWORD']} "
+            f"(generated; kept in {os.environ.get('DATA_DIR', '.data')}/local-secrets.json)",
+            flush=True,
+        )
+    else:
+        print(f"Sign in as {settings.admin_username} (password from ADMIN_PASSWORD)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        dispatcher.stop()
+        relay.stop()
+        relay_thread.join(5)
+        for s in started_servers:
+            s.shutdown()
+        print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
