@@ -1,0 +1,145 @@
+"""Outbox -> relay -> RabbitMQ -> dispatcher, on the real PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from call_downloader.db.engine import unit_of_work
+from call_downloader.db.models import OutboxEvent
+from call_downloader.events import outbox
+from call_downloader.events import types as ev
+from call_downloader.events.broker import Publisher, connect
+from call_downloader.events.dispatcher import ATTEMPT_HEADER, Dispatcher
+from call_downloader.events.relay import Relay, publish_due
+
+pytestmark = pytest.mark.integration
+
+
+def wait_until(predicate, timeout=20.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def queue_depth(name: str) -> int:
+    conn = connect()
+    try:
+        return conn.channel().queue_declare(name, passive=True).method.message_count
+    finally:
+        conn.close()
+
+
+def get_one(name: str):
+    conn = connect()
+    try:
+        method, props, body = conn.channel().basic_get(name, auto_ack=True)
+        return props, body
+    finally:
+        conn.close()
+
+
+def test_relay_publishes_committed_events_once_and_marks_them(broker):
+    call_id = uuid.uuid4()
+    with unit_of_work() as session:
+        row = outbox.add_event(session, ev.CALL_RECEIVED, call_id, {"call_id": str(call_id)})
+        event_id = row.id
+    publisher = Publisher()
+    try:
+        assert publish_due(publisher, broker) == 1
+        assert publish_due(publisher, broker) == 0  # nothing left
+    finally:
+        publisher.close()
+    queue = broker.queue("analyze-duration")
+    wait_until(lambda: queue_depth(queue) == 1)
+    props, body = get_one(queue)
+    event = ev.parse_structured(body)
+    assert event["id"] == str(event_id)
+    assert event["type"] == ev.CALL_RECEIVED
+    assert event["subject"] == str(call_id)
+    assert ev.event_data(event) == {"call_id": str(call_id)}
+    assert props.delivery_mode == 2
+    with unit_of_work() as session:
+        assert session.get(OutboxEvent, event_id).published_at is not None
+
+
+def test_rolled_back_transaction_publishes_nothing(broker):
+    with pytest.raises(RuntimeError):
+        with unit_of_work() as session:
+            outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {})
+            raise RuntimeError("state change failed")
+    publisher = Publisher()
+    try:
+        assert publish_due(publisher, broker) == 0
+    finally:
+        publisher.close()
+
+
+def test_scheduled_event_waits_for_its_time(broker):
+    with unit_of_work() as session:
+        outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {}, delay_seconds=3600)
+    publisher = Publisher()
+    try:
+        assert publish_due(publisher, broker) == 0
+    finally:
+        publisher.close()
+
+
+def test_dispatcher_invokes_acks_retries_and_dead_letters(broker):
+    seen: list[str] = []
+    failures: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def invoker(event):
+        data = ev.event_data(event)
+        with lock:
+            seen.append(event["id"])
+            if data.get("mode") == "flaky" and failures.get(event["id"], 0) < 1:
+                failures[event["id"]] = failures.get(event["id"], 0) + 1
+                raise RuntimeError("transient")
+            if data.get("mode") == "always":
+                raise RuntimeError("keeps failing")
+
+    with unit_of_work() as session:
+        ok = outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"mode": "ok"})
+        flaky = outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"mode": "flaky"})
+        bad = outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"mode": "always"})
+    # A poison message that is not a CloudEvent at all.
+    poison_pub = Publisher()
+    poison_pub.publish(broker.exchange, ev.CALL_RECEIVED, b"not json")
+    poison_pub.close()
+
+    relay = Relay()
+    relay_thread = threading.Thread(target=relay.run, daemon=True)
+    relay_thread.start()
+    dispatcher = Dispatcher({"analyze-duration": invoker}, concurrency=2, max_attempts=2)
+    dispatcher.start()
+    try:
+        dlq = broker.dead_letter_queue("analyze-duration")
+        wait_until(lambda: queue_depth(dlq) == 2, timeout=30)
+        wait_until(lambda: seen.count(str(flaky.id)) == 2)
+    finally:
+        dispatcher.stop()
+        relay.stop()
+        relay_thread.join(5)
+    assert seen.count(str(ok.id)) == 1
+    assert seen.count(str(bad.id)) == 2  # max_attempts
+    bodies = []
+    while queue_depth(dlq):
+        props, body = get_one(dlq)
+        bodies.append((props.headers or {}, body))
+    ids = set()
+    for headers, body in bodies:
+        assert headers.get("x-cd-dead-letter-reason")
+        if body != b"not json":
+            ids.add(ev.parse_structured(body)["id"])
+            assert headers.get(ATTEMPT_HEADER) == 1
+    assert ids == {str(bad.id)}
+    assert queue_depth(broker.queue("analyze-duration")) == 0
