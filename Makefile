@@ -4,9 +4,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UI_STAMP := frontend/node_modules/.installed
 PORT ?= 8080
 
-.PHONY: tools install run test test-unit test-integration test-e2e lint fixtures clean
+.PHONY: tools install ui run test test-py test-ui lint clean
 
 $(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,20 +18,32 @@ $(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
 
 install: $(STAMP)
 
-# Audio tools used to make test fixtures (ffmpeg decodes are the reference durations).
+# System tools: audio tools make test fixtures (ffmpeg decodes are the reference durations);
+# Chromium runs the UI's end-to-end tests.
 tools:
-	@command -v ffmpeg >/dev/null && command -v sox >/dev/null && command -v espeak-ng >/dev/null && command -v lame >/dev/null \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg sox libsox-fmt-all lame espeak-ng >/dev/null)
+	@bash infra/local/install-tools.sh
+
+$(UI_STAMP): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	touch $(UI_STAMP)
+
+# The operator UI, built into frontend/dist (served by `make run` at /).
+ui: $(UI_STAMP)
+	cd frontend && npm run build
 
 run: install
+	@if [ -f frontend/package.json ]; then $(MAKE) --no-print-directory ui; fi
 	PORT=$(PORT) $(BIN)/call-downloader run
 
 test: install tools
 	$(BIN)/ruff check shared functions tests
+	@if [ -f frontend/package.json ]; then $(MAKE) --no-print-directory ui && (cd frontend && npx vitest run); fi
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check shared functions tests
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache
+	rm -rf $(VENV) .data .pytest_cache frontend/node_modules frontend/dist
+
+-include infra/tools/deploy.mk

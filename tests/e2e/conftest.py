@@ -1,0 +1,148 @@
+"""End-to-end: the `make run` server (`call-downloader run`) as a subprocess, with the fake AI
+and the receiving destination as real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fakes import FakeAI, Receiver
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(self, url: str, proc: subprocess.Popen, log_path: Path, admin: tuple[str, str]):
+        self.url = url
+        self.proc = proc
+        self.log_path = log_path
+        self.admin = admin
+        self._token: str | None = None
+
+    def token(self) -> str:
+        if self._token is None:
+            r = httpx.post(
+                f"{self.url}/api/v1/auth/token",
+                data={
+                    "username": self.admin[0],
+                    "password": self.admin[1],
+                    "grant_type": "password",
+                },
+                timeout=10,
+            )
+            r.raise_for_status()
+            self._token = r.json()["access_token"]
+        return self._token
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
+
+    def call(self, call_id: str) -> dict:
+        r = httpx.get(f"{self.url}/api/v1/calls/{call_id}", headers=self.headers(), timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(
+    tmp_path: Path, database_url: str, ai: FakeAI, receiver: Receiver, **extra_env: str
+) -> RunningServer:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()}
+    env.update(
+        {
+            "PORT": str(port),
+            "DATABASE_URL": database_url,
+            "EVENT_NAMESPACE": f"cde2e_{uuid.uuid4().hex[:8]}",
+            "AI_URL": f"{ai.url}/analyze",
+            "DELIVERY_URL": f"{receiver.url}/hook",
+            "DELIVERY_SECRET": SECRET,
+            "DATA_DIR": str(tmp_path / "data"),
+            "AI_RETRY_DELAYS": "0.2,0.4,0.8,1,1,1,1,1,1,1",
+            "DELIVERY_RETRY_DELAYS": "0.2,0.4,0.8,1,1,1,1,1,1,1",
+            "AUDIO_URL_ALLOWLIST": "127.0.0.1",
+            **extra_env,
+        }
+    )
+    log_path = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv/bin/call-downloader"), "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("server exited:\n" + log_path.read_text())
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        raise AssertionError("server not ready:\n" + log_path.read_text())
+    return RunningServer(url, proc, log_path, (env["ADMIN_USERNAME"], env["ADMIN_PASSWORD"]))
+
+
+def stop_server(server: RunningServer) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait(10)
+
+
+@pytest.fixture
+def fake_ai() -> Iterator[FakeAI]:
+    ai = FakeAI().start()
+    yield ai
+    ai.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(secret=SECRET).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def server(tmp_path, database_url, db, fake_ai, receiver) -> Iterator[RunningServer]:
+    s = start_server(tmp_path, database_url, fake_ai, receiver)
+    yield s
+    stop_server(s)
+    sys.stdout.write(s.log()[-3000:] if s.proc.returncode not in (0, -15) else "")
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s (last: {last!r})")
