@@ -1,4 +1,4 @@
-"""Helpers for the network-edge tests: real HTTP(S) servers on 127.0.0.1 for the network-edge tests, scripted per path.
+"""Helpers for the network-edge tests: real HTTP(S) servers on 127.0.0.1, scripted per path.
 
 A route is a function `(handler) -> None` that writes the raw answer through the
 BaseHTTPRequestHandler it gets, so tests can misbehave at will (lie about lengths, trickle,
@@ -61,9 +61,8 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path = self.path.split("?", 1)[0]
-            server.requests.append(
-                Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            )
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            server.requests.append(Recorded(self.command, self.path, headers, body))
             route = server.routes.get(path)
             try:
                 if route is None:
@@ -154,9 +153,15 @@ def make_tls_material(directory: Path) -> TlsMaterial:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )

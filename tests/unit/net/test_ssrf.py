@@ -4,11 +4,8 @@ resolver, literal addresses are judged without resolution."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 import pytest
-from netfixtures import fake_resolver
-
 from call_downloader.net.ssrf import (
     ForbiddenTarget,
     Policy,
@@ -18,6 +15,7 @@ from call_downloader.net.ssrf import (
     default_resolver,
     parse_url,
 )
+from netfixtures import fake_resolver
 
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
@@ -330,9 +328,11 @@ def test_allowlist(allowlist: list[str], url: str, expected: str) -> None:
     assert verdict(url, Policy.public_only(allowlist)) == expected
 
 
-@pytest.mark.parametrize("entry", ["http://pbx.corp", "10.0.0.0/33", "pbx corp", "a@b", "1.2.3.4.5"])
+@pytest.mark.parametrize(
+    "entry", ["http://pbx.corp", "10.0.0.0/33", "pbx corp", "a@b", "1.2.3.4.5"]
+)
 def test_bad_allowlist_entries_are_configuration_errors(entry: str) -> None:
-    with pytest.raises(ValueError, match="AUDIO_URL_ALLOWLIST|not a host name|does not appear"):
+    with pytest.raises(ValueError, match="AUDIO_URL_ALLOWLIST"):
         Policy.public_only([entry])
 
 
@@ -362,16 +362,19 @@ def test_literal_addresses_are_not_resolved() -> None:
     target = check_url("http://0x5db8d822/a", policy=Policy.public_only(), resolver=no_dns)
     assert target.addresses == [ipaddress.ip_address(PUBLIC_V4)]
     assert target.host == PUBLIC_V4  # canonical spelling for the Host header
-    target = check_url(f"http://[{PUBLIC_V6.upper()}]:81/", policy=Policy.public_only(), resolver=no_dns)
+    target = check_url(
+        f"http://[{PUBLIC_V6.upper()}]:81/", policy=Policy.public_only(), resolver=no_dns
+    )
     assert target.host_header == f"[{PUBLIC_V6}]:81"
     with pytest.raises(ForbiddenTarget):
         check_url("http://0177.0.0.1/", policy=Policy.public_only(), resolver=no_dns)
 
 
 def test_default_port_is_left_out_of_the_host_header() -> None:
-    target = check_url("http://example.test:80/", policy=Policy.public_only(), resolver=fake_resolver(DNS))
+    resolver = fake_resolver(DNS)
+    target = check_url("http://example.test:80/", policy=Policy.public_only(), resolver=resolver)
     assert (target.port, target.host_header) == (80, "example.test")
-    target = check_url("https://example.test/", policy=Policy.public_only(), resolver=fake_resolver(DNS))
+    target = check_url("https://example.test/", policy=Policy.public_only(), resolver=resolver)
     assert (target.port, target.host_header) == (443, "example.test")
 
 
@@ -408,7 +411,7 @@ def test_default_resolver_uses_getaddrinfo_for_local_names() -> None:
 
 def test_resolver_errors_other_than_gaierror() -> None:
     def broken(host: str, port: int) -> list[str]:
-        raise socket.timeout("resolver timed out")
+        raise TimeoutError("resolver timed out")
 
     with pytest.raises(UnresolvableTarget):
         check_url("http://example.test/", policy=Policy.public_only(), resolver=broken)
