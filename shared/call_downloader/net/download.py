@@ -44,6 +44,8 @@ FAILED = "download_failed"
 TIMEOUT = "download_timeout"
 REDIRECT = "redirect_refused"
 TOO_LARGE = "too_large"
+# Identity only: a compressed body could expand past every limit (and is refused if sent).
+_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity"}
 
 
 class DownloadError(Exception):
@@ -131,7 +133,7 @@ def open_download(
         with Deadline(timeout) as deadline:
             with _translated(deadline, timeout):
                 target = check_url(url, policy=policy, resolver=resolver)
-                response = send_pinned(http, "GET", target, deadline, headers={"Accept": "*/*"})
+                response = send_pinned(http, "GET", target, deadline, headers=_HEADERS)
             try:
                 _check_response(response, max_bytes)
                 yield Download(url, response, deadline, max_bytes, chunk_size, timeout)

@@ -119,7 +119,7 @@ def post_webhook(
 
     own_client = client is None
     http = client if client is not None else new_client()
-    send_headers = {"Content-Type": "application/json", **headers}
+    send_headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **headers}
     try:
         with Deadline(timeout) as deadline:
             try:
