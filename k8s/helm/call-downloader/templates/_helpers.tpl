@@ -86,10 +86,15 @@ seccompProfile:
     name: {{ include "cd.secretName" . }}
 {{- end -}}
 
-{{/* The in-cluster URL of a function's Knative Service. Args: (list $ "ingest") */}}
+{{/* A function's in-cluster base URL: its Knative Service, or the external platform's.
+Args: (list $ "ingest") */}}
 {{- define "cd.functionUrl" -}}
 {{- $root := index . 0 -}}
+{{- if eq $root.Values.platform "knative" -}}
 {{- printf "http://%s.%s.svc.cluster.local" (include "cd.componentName" (list $root (index . 1))) $root.Release.Namespace -}}
+{{- else -}}
+{{- $root.Values.externalFunctions.urlTemplate | replace "{name}" (index . 1) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Network policy fragments --------------------------------------------------------- */}}
@@ -128,7 +133,7 @@ seccompProfile:
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- if .Values.eventing.enabled -}}
+{{- if and (eq .Values.platform "knative") .Values.eventing.enabled -}}
 {{- $refs := 0 -}}
 {{- if .Values.eventing.clusterName }}{{ $refs = add1 $refs }}{{ end -}}
 {{- if .Values.eventing.connectionSecret }}{{ $refs = add1 $refs }}{{ end -}}
