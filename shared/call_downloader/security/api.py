@@ -48,7 +48,12 @@ MAX_PARAM_LENGTH = 200
 MAX_LIMIT = 200
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _INT_RE = re.compile(r"^[0-9]{1,18}$")
-_ACTION_RE = re.compile(r"^[a-z0-9_.]{1,64}$")
+_ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\.?$")
+# Filters match stored values, whose alphabet is known: anything else cannot match, so it is
+# refused outright (a clear 400 rather than a silent empty page).
+_NAME_FILTER_RE = re.compile(r"^[a-z0-9._@-]{1,150}$")
+# Targets are "<kind>" or "<kind>:<name or id>" (destination names may hold spaces).
+_TARGET_FILTER_RE = re.compile(r"^[a-z_]{1,30}(:[A-Za-z0-9 ._@:/+-]{1,180})?$")
 
 _bootstrap_lock = threading.Lock()
 _bootstrapped = False
@@ -296,10 +301,17 @@ def list_users(request: flask.Request) -> Any:
     role = params.get("role") or None
     if role is not None and role not in Role.ALL:
         raise ApiError(400, "invalid_parameter", f"role must be one of: {', '.join(Role.ALL)}")
+    q = params.get("q") or None
+    if q is not None and not _NAME_FILTER_RE.match(q.lower()):
+        raise ApiError(400, "invalid_parameter",
+                       "q must be part of a username (letters, digits, . _ @ -)")
+    sort = params.get("sort") or "username"
+    if sort not in users.SORTS:
+        raise ApiError(400, "invalid_parameter", f"sort must be one of: {', '.join(users.SORTS)}")
     with unit_of_work() as session:
         rows, total = users.list_users(
-            session, role=role, active=_bool(params, "active"), q=params.get("q") or None,
-            sort=params.get("sort") or "username", limit=limit, offset=offset,
+            session, role=role, active=_bool(params, "active"), q=q,
+            sort=sort, limit=limit, offset=offset,
         )
         items = [users.user_to_dict(u) for u in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
@@ -456,12 +468,20 @@ def list_audit(request: flask.Request) -> Any:
     limit = _int(params, "limit", 50, 1, MAX_LIMIT)
     cursor = _int(params, "cursor", 0, 1, 2**63 - 1) if params.get("cursor") else None
     action = params.get("action") or None
-    if action is not None and not _ACTION_RE.match(action):
-        raise ApiError(400, "invalid_parameter", "action must look like 'auth.login.failure'")
+    if action is not None and (len(action) > 64 or not _ACTION_RE.match(action)):
+        raise ApiError(400, "invalid_parameter",
+                       "action must look like 'auth.login.failure' (or 'auth.' for a family)")
+    actor = params.get("actor") or None
+    if actor is not None and not _NAME_FILTER_RE.match(actor):
+        raise ApiError(400, "invalid_parameter", "actor must be a username")
+    target = params.get("target") or None
+    if target is not None and not _TARGET_FILTER_RE.match(target):
+        raise ApiError(400, "invalid_parameter",
+                       "target must look like 'user:<username>' or 'call:<id>'")
     with unit_of_work() as session:
         rows, next_id = audit.list_entries(
             session, limit=limit, before_id=cursor, action=action,
-            actor=params.get("actor") or None, target=params.get("target") or None,
+            actor=actor, target=target,
             since=_datetime(params, "since"), until=_datetime(params, "until"),
         )
         items = [audit.entry_to_dict(r) for r in rows]

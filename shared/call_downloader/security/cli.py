@@ -11,7 +11,8 @@
 Passwords never go on the command line (they would end up in shell history and `ps`): they are
 prompted for on a terminal, or read as one line from standard input with --password-stdin.
 Also runnable on its own: `python -m call_downloader.security.cli user create ...`.
-Each handler is set as `func` on its parser and returns the process exit code.
+Each handler is set as `func` (and `fn`, the main CLI's name) on its parser and returns the
+process exit code.
 """
 
 from __future__ import annotations
@@ -223,15 +224,15 @@ def register(subparsers: Any) -> None:
     group.add_argument("--no-password", action="store_true",
                        help="no password (source accounts that only use API keys)")
     create.add_argument("--inactive", action="store_true", help="create the user disabled")
-    create.set_defaults(func=_user_create)
+    create.set_defaults(func=_user_create, fn=_user_create)
 
     listing = user_sub.add_parser("list", help="list users (JSON lines)")
-    listing.set_defaults(func=_user_list)
+    listing.set_defaults(func=_user_list, fn=_user_list)
 
     reset = user_sub.add_parser("reset-password", help="set a new password, ending sessions")
     reset.add_argument("--username", required=True)
     _password_options(reset)
-    reset.set_defaults(func=_user_reset_password)
+    reset.set_defaults(func=_user_reset_password, fn=_user_reset_password)
 
     admin = subparsers.add_parser("create-admin", help="create an admin user")
     admin.add_argument("--username", help="default: ADMIN_USERNAME")
@@ -240,7 +241,7 @@ def register(subparsers: Any) -> None:
                              help="read the password as one line from standard input")
     admin_group.add_argument("--from-env", action="store_true",
                              help="create ADMIN_USERNAME/ADMIN_PASSWORD if no user exists yet")
-    admin.set_defaults(func=_create_admin)
+    admin.set_defaults(func=_create_admin, fn=_create_admin)
 
     key = subparsers.add_parser("api-key", help="manage API keys of source accounts")
     key_sub = key.add_subparsers(dest="key_command", metavar="COMMAND")
@@ -248,13 +249,13 @@ def register(subparsers: Any) -> None:
     key_create = key_sub.add_parser("create", help="create a key (printed once)")
     key_create.add_argument("--username", required=True)
     key_create.add_argument("--name", default="")
-    key_create.set_defaults(func=_key_create)
+    key_create.set_defaults(func=_key_create, fn=_key_create)
     key_list = key_sub.add_parser("list", help="list keys (JSON lines)")
     key_list.add_argument("--username")
-    key_list.set_defaults(func=_key_list)
+    key_list.set_defaults(func=_key_list, fn=_key_list)
     key_revoke = key_sub.add_parser("revoke", help="revoke a key")
     key_revoke.add_argument("--id", required=True)
-    key_revoke.set_defaults(func=_key_revoke)
+    key_revoke.set_defaults(func=_key_revoke, fn=_key_revoke)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,8 @@ ALGORITHM = "HS256"
 TOKEN_USE = "access"  # noqa: S105 - a claim value, not a secret
 REFRESH_PREFIX = "cdr_"
 MAX_TOKEN_LENGTH = 4096  # far above any token we issue; bounds the work on garbage
+CLOCK_SKEW_SECONDS = 5
+REDIS_RETRY_SECONDS = 5.0
 REQUIRED_CLAIMS = ("sub", "role", "iss", "aud", "iat", "exp", "jti", "sid", "token_use")
 
 
@@ -154,7 +157,8 @@ _DECODE_OPTIONS = {
     "require_iss": True,
     "require_sub": True,
     "require_jti": True,
-    "leeway": 0,
+    # A few seconds for clocks of different hosts that disagree slightly (nbf/exp).
+    "leeway": CLOCK_SKEW_SECONDS,
 }
 
 
@@ -201,7 +205,7 @@ def _checked_claims(claims: dict[str, Any]) -> AccessClaims:
         raise TokenError("invalid token")
     if not isinstance(iat, int) or not isinstance(exp, int) or isinstance(iat, bool):
         raise TokenError("invalid token")
-    if iat > int(_now().timestamp()) + 5:  # issued in the future: not ours
+    if iat > int(_now().timestamp()) + CLOCK_SKEW_SECONDS:  # issued in the future: not ours
         raise TokenError("invalid token")
     try:
         user_id = uuid.UUID(str(claims["sub"]))
@@ -220,19 +224,30 @@ def _deny_key(jti: str) -> str:
     return key("auth", "deny", jti)
 
 
+# After a Redis error the denylist is skipped for a few seconds, so that Redis being down does
+# not add a connection timeout to every authenticated request.
+_redis_down_until = 0.0
+
+
+def _redis_failed(exc: Exception, what: str) -> None:
+    global _redis_down_until
+    _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+    log.warning("%s: Redis unavailable (%s)", what, type(exc).__name__)
+
+
 def deny_access_token(claims: AccessClaims) -> bool:
     """Deny this access token until it expires. False when Redis could not be written (the
     session revocation in PostgreSQL still stops the token)."""
     from call_downloader.storage.redis_client import get_redis
 
-    ttl = claims.expires_at - int(_now().timestamp())
+    ttl = claims.expires_at + CLOCK_SKEW_SECONDS - int(_now().timestamp())
     if ttl <= 0:
         return True
     try:
         get_redis().set(_deny_key(claims.jti), "1", ex=ttl)
         return True
     except Exception as exc:  # noqa: BLE001 - Redis is a cache; PostgreSQL holds the revocation
-        log.warning("could not write the token denylist: %s", type(exc).__name__)
+        _redis_failed(exc, "could not write the token denylist")
         return False
 
 
@@ -241,10 +256,12 @@ def is_denied(jti: str) -> bool:
     the session check in PostgreSQL that follows covers every logged-out session."""
     from call_downloader.storage.redis_client import get_redis
 
+    if time.monotonic() < _redis_down_until:
+        return False
     try:
         return bool(get_redis().exists(_deny_key(jti)))
     except Exception as exc:  # noqa: BLE001
-        log.warning("token denylist unavailable: %s", type(exc).__name__)
+        _redis_failed(exc, "token denylist unavailable")
         return False
 
 

@@ -237,3 +237,40 @@ def test_no_secret_configured():
     token = hs256({"alg": "HS256"}, claims(), SECRET.encode())
     with pytest.raises(tokens.NotConfiguredError):
         decode_access_token(token, settings=empty)
+
+
+def test_small_clock_skew_is_tolerated_but_no_more():
+    now = int(time.time())
+    slightly_ahead = hs256({"alg": "HS256"}, claims(iat=now + 2, nbf=now + 2), SECRET.encode())
+    decode_access_token(slightly_ahead, settings=SETTINGS)
+    ahead = hs256({"alg": "HS256"}, claims(nbf=now + 60), SECRET.encode())
+    with pytest.raises(TokenError):
+        decode_access_token(ahead, settings=SETTINGS)
+    just_expired = hs256({"alg": "HS256"}, claims(iat=now - 100, nbf=now - 100, exp=now - 30),
+                         SECRET.encode())
+    with pytest.raises(TokenError):
+        decode_access_token(just_expired, settings=SETTINGS)
+
+
+def test_denylist_fails_open_quickly_when_redis_is_down(monkeypatch):
+    import redis
+    from call_downloader.storage import redis_client
+
+    calls = []
+
+    class Down:
+        def exists(self, *a):
+            calls.append("exists")
+            raise redis.ConnectionError("down")
+
+        def set(self, *a, **k):
+            calls.append("set")
+            raise redis.ConnectionError("down")
+
+    monkeypatch.setattr(redis_client, "get_redis", lambda: Down())
+    monkeypatch.setattr(tokens, "_redis_down_until", 0.0)
+    assert tokens.is_denied("abc") is False
+    assert tokens.is_denied("abc") is False  # within the back-off: Redis not asked again
+    assert calls == ["exists"]
+    _, issued = issue_access_token(uuid.uuid4(), "viewer", uuid.uuid4(), settings=SETTINGS)
+    assert tokens.deny_access_token(issued) is False
