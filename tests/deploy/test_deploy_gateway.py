@@ -1,0 +1,212 @@
+"""The UI gateway's Nginx configuration (frontend/nginx.conf), run for real on loopback:
+rendered as the image's entrypoint renders it, in front of stub upstreams, it must route
+like `make run` (call_downloader.server.gateway.route) and serve the UI and /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from deploy_helpers import ROOT
+
+UPSTREAMS = ("ingest", "auth", "calls")
+
+
+def envsubst_defined(text: str, env: dict[str, str]) -> str:
+    """What the nginx image's 20-envsubst-on-templates.sh does: replace ${VAR} for the
+    variables that are set, leave every other $ alone."""
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env.get(m[1], m[0]), text)
+
+
+def stub(name: str) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            payload = json.dumps({
+                "upstream": name,
+                "method": self.command,
+                "path": self.path,
+                "host": self.headers.get("Host"),
+                "forwarded_for": self.headers.get("X-Forwarded-For"),
+                "body": body.decode(),
+            }).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_gateway(tools: Path, tmp: Path, down: str | None = None) -> Iterator[dict]:
+    """Nginx with the gateway config in front of stub upstreams; `down` names an upstream
+    whose port nobody listens on."""
+    html = tmp / "html"
+    (html / "assets").mkdir(parents=True)
+    (html / "index.html").write_text("<!doctype html><title>ui</title>", encoding="utf-8")
+    (html / "assets" / "app-1234.js").write_text("console.log(1)", encoding="utf-8")
+    stubs = {name: stub(name) for name in UPSTREAMS if name != down}
+    env = {f"{n.upper()}_URL": f"http://127.0.0.1:{s.server_address[1]}" for n, s in stubs.items()}
+    if down:
+        env[f"{down.upper()}_URL"] = f"http://127.0.0.1:{free_port()}"
+    # IP-literal upstreams: the resolver is never asked, no traffic leaves loopback.
+    env |= {"PROXY_TIMEOUT": "30s", "NGINX_LOCAL_RESOLVERS": "127.0.0.1"}
+    port = free_port()
+    site = envsubst_defined((ROOT / "frontend/nginx.conf").read_text(encoding="utf-8"), env)
+    assert "${" not in site, "a template variable is not set by frontend/Dockerfile or here"
+    # The only test adaptations: a loopback port and the test's document root.
+    site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    site = site.replace("root /usr/share/nginx/html;", f"root {html};")
+    (tmp / "site.conf").write_text(site, encoding="utf-8")
+    temp_paths = "\n".join(
+        f"{kind}_temp_path {tmp}/{kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                       "uwsgi", "scgi")
+    )
+    user = "user root;" if os.geteuid() == 0 else ""  # the workers read the pytest tmp dir
+    (tmp / "nginx.conf").write_text(
+        f"""{user}
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    types {{ text/html html; application/javascript js; }}
+    default_type application/octet-stream;
+    access_log off;
+    {temp_paths}
+    include {tmp}/site.conf;
+}}
+""",
+        encoding="utf-8",
+    )
+    nginx = str(tools / "nginx")
+    check = subprocess.run([nginx, "-t", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g",
+                             "daemon off;"], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "nginx did not start listening"
+            time.sleep(0.1)
+    try:
+        yield {"port": port, "stubs": stubs}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for server in stubs.values():
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture(scope="module")
+def gateway(tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    with running_gateway(tools, tmp_path_factory.mktemp("nginx")) as gw:
+        yield gw
+
+
+def request(gateway: dict, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", gateway["port"], timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+CASES = [
+    ("POST", "/api/v1/calls", "ingest"),
+    ("POST", "/api/v1/calls/", "ingest"),
+    ("GET", "/api/v1/calls", "calls"),
+    ("GET", "/api/v1/calls?status=failed&page=2", "calls"),
+    ("GET", "/api/v1/calls/0b7c6c1e-5d7f-4a8e-9a55-2f1b3c4d5e6f", "calls"),
+    ("POST", "/api/v1/calls/0b7c6c1e/retry", "calls"),
+    ("POST", "/api/v1/ai/callback/some-token", "ingest"),
+    ("POST", "/api/v1/auth/token", "auth"),
+    ("GET", "/api/v1/auth/users", "auth"),
+    ("DELETE", "/api/v1/auth/api-keys/3", "auth"),
+    ("GET", "/api/v1/destinations", "calls"),
+    ("PATCH", "/api/v1/destinations/1", "calls"),
+    ("GET", "/api/v2/anything", "calls"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "upstream"), CASES)
+def test_api_routes(gateway: dict, method: str, path: str, upstream: str) -> None:
+    body = b'{"external_id": "x"}' if method in ("POST", "PATCH") else None
+    status, _, raw = request(gateway, method, path, body,
+                             {"Content-Type": "application/json"} if body else None)
+    assert status == 200, raw
+    seen = json.loads(raw)
+    assert seen["upstream"] == upstream
+    assert (seen["method"], seen["path"]) == (method, path), "URI and method pass unchanged"
+    if body:
+        assert seen["body"] == body.decode()
+    # Knative routes on the Host header: it must be the upstream's own name.
+    stub_port = gateway["stubs"][upstream].server_address[1]
+    assert seen["host"] == f"127.0.0.1:{stub_port}"
+    assert seen["forwarded_for"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(("method", "path", "upstream"), CASES)
+def test_same_routes_as_make_run(method: str, path: str, upstream: str) -> None:
+    from call_downloader.server.gateway import route
+
+    assert route(method, path.split("?")[0]) == upstream
+
+
+def test_ui_and_health(gateway: dict) -> None:
+    status, headers, body = request(gateway, "GET", "/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    status, headers, body = request(gateway, "GET", "/calls/123/timeline")
+    assert status == 200 and b"<title>ui</title>" in body, "client-side routes get index.html"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    status, headers, _ = request(gateway, "GET", "/assets/app-1234.js")
+    assert status == 200 and "max-age" in headers["cache-control"]
+    status, _, _ = request(gateway, "GET", "/assets/missing.js")
+    assert status == 404
+
+
+def test_an_unreachable_function_answers_in_the_api_error_format(
+    tools: Path, tmp_path: Path
+) -> None:
+    with running_gateway(tools, tmp_path, down="auth") as gateway:
+        status, headers, body = request(gateway, "POST", "/api/v1/auth/token", b"x")
+    assert status == 503
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"]["code"] == "service_unavailable"
