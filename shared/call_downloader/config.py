@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     access_token_minutes: int = 15
     refresh_token_days: int = 14
 
+    # How many reverse proxies (Nginx, Knative's queue-proxy) stand in front: client_ip trusts
+    # that many X-Forwarded-For hops.
+    trusted_proxy_hops: int = 0
+
     admin_username: str = ""
     admin_password: str = ""
 
