@@ -1,0 +1,81 @@
+// The one Axios instance of the UI. Every request carries the access token; a 401 is handled
+// here and only here: refresh once (shared by all requests waiting on it), retry, and when the
+// session cannot be renewed, end it and tell the app (which shows the sign-in page).
+import axios from 'axios'
+import { clearSession, session, setTokens } from './session.js'
+
+let expiredHandler = () => {}
+let refreshing = null
+
+export function onSessionExpired(handler) {
+  expiredHandler = handler
+}
+
+const ANONYMOUS_PATHS = ['/api/v1/auth/token', '/api/v1/auth/refresh']
+const AUTH_PATHS = [...ANONYMOUS_PATHS, '/api/v1/auth/logout']
+
+export function createHttp(options = {}) {
+  const instance = axios.create({ timeout: 30000, ...options })
+
+  instance.interceptors.request.use((config) => {
+    const anonymous = ANONYMOUS_PATHS.some((p) => (config.url || '').startsWith(p))
+    if (session.accessToken && !anonymous && !config.headers.Authorization) {
+      config.headers.Authorization = `Bearer ${session.accessToken}`
+    }
+    return config
+  })
+
+  instance.interceptors.response.use(
+    (response) => response,
+    async (error) => {
+      const config = error.config || {}
+      const status = error.response?.status
+      const isAuthCall = AUTH_PATHS.some((p) => (config.url || '').startsWith(p))
+      if (status !== 401 || isAuthCall || config._retried || !session.refreshToken) {
+        if (status === 401 && !isAuthCall) expire()
+        throw error
+      }
+      try {
+        await refreshOnce(instance)
+      } catch {
+        expire()
+        throw error
+      }
+      config._retried = true
+      config.headers = { ...config.headers, Authorization: `Bearer ${session.accessToken}` }
+      return instance.request(config)
+    },
+  )
+  return instance
+}
+
+function refreshOnce(instance) {
+  if (!refreshing) {
+    const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: session.refreshToken })
+    refreshing = instance
+      .post('/api/v1/auth/refresh', body)
+      .then((r) => setTokens(r.data))
+      .finally(() => {
+        refreshing = null
+      })
+  }
+  return refreshing
+}
+
+function expire() {
+  const hadSession = Boolean(session.accessToken)
+  clearSession()
+  if (hadSession) expiredHandler()
+}
+
+export const http = createHttp()
+
+// A readable message for any failed request (the API's `{"error": {"message"}}` when present).
+export function errorMessage(error) {
+  const body = error?.response?.data
+  if (body && body.error && body.error.message) return body.error.message
+  if (error?.response?.status) return `The server answered ${error.response.status}.`
+  if (error?.code === 'ECONNABORTED') return 'The server did not answer in time.'
+  if (error?.message === 'Network Error') return 'The server cannot be reached.'
+  return error?.message || 'Something went wrong.'
+}

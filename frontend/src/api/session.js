@@ -1,0 +1,82 @@
+// The signed-in session: tokens and who we are, kept in localStorage so a reload keeps it.
+import { reactive, readonly } from 'vue'
+
+const STORAGE_KEY = 'cd.session'
+
+const state = reactive({
+  accessToken: null,
+  refreshToken: null,
+  username: null,
+  role: null,
+})
+
+function load(storage) {
+  try {
+    const saved = JSON.parse(storage.getItem(STORAGE_KEY) || 'null')
+    if (saved && typeof saved.accessToken === 'string' && typeof saved.refreshToken === 'string') {
+      Object.assign(state, {
+        accessToken: saved.accessToken,
+        refreshToken: saved.refreshToken,
+        username: typeof saved.username === 'string' ? saved.username : null,
+        role: typeof saved.role === 'string' ? saved.role : null,
+      })
+    }
+  } catch {
+    storage.removeItem(STORAGE_KEY) // unreadable: start signed out
+  }
+}
+
+function persist() {
+  if (state.accessToken) {
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(state))
+  } else {
+    localStorage.removeItem(STORAGE_KEY)
+  }
+}
+
+load(globalThis.localStorage)
+
+export const session = readonly(state)
+
+export function isSignedIn() {
+  return Boolean(state.accessToken)
+}
+
+export function setTokens({ access_token, refresh_token, role }, username) {
+  state.accessToken = access_token
+  if (refresh_token) state.refreshToken = refresh_token
+  if (role) state.role = role
+  if (username) state.username = username
+  persist()
+}
+
+export function setIdentity({ username, role }) {
+  state.username = username
+  state.role = role
+  persist()
+}
+
+export function clearSession() {
+  state.accessToken = null
+  state.refreshToken = null
+  state.username = null
+  state.role = null
+  persist()
+}
+
+export function reloadSession() {
+  clearSession()
+  load(globalThis.localStorage)
+}
+
+// What each role may do (SPEC 3.6): the UI offers only what the role allows.
+const CAPABILITIES = {
+  admin: ['read', 'stats', 'upload', 'repair', 'destinations', 'manageDestinations', 'deadLetters', 'admin'],
+  operator: ['read', 'stats', 'upload', 'repair', 'destinations', 'manageDestinations', 'deadLetters'],
+  viewer: ['read', 'stats', 'destinations', 'deadLetters'],
+  source: ['read', 'upload'],
+}
+
+export function can(capability, role = state.role) {
+  return Boolean(role && CAPABILITIES[role]?.includes(capability))
+}
