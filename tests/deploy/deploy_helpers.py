@@ -147,3 +147,28 @@ def rabbitmq_sources(objects: list[dict]) -> dict[str, dict]:
         o["metadata"]["labels"]["call-downloader/function"]: o
         for o in objects_of(objects, "RabbitmqSource", "sources.knative.dev/")
     }
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in dockerfile.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        word, _, rest = full.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def last_stage(instrs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    starts = [i for i, (word, _) in enumerate(instrs) if word == "FROM"]
+    return instrs[starts[-1]:]

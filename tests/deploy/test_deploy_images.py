@@ -8,37 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from deploy_helpers import ROOT, function_names, function_spec, run
+from deploy_helpers import ROOT, function_names, function_spec, instructions, last_stage, run
 
 DOCKERFILES = sorted(
     [*(ROOT / "functions").glob("*/Dockerfile"), ROOT / "infra/docker/Dockerfile",
      ROOT / "frontend/Dockerfile"]
 )
-
-
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    out: list[tuple[str, str]] = []
-    pending = ""
-    for raw in dockerfile.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        full = (pending + line).strip()
-        pending = ""
-        word, _, rest = full.partition(" ")
-        out.append((word.upper(), rest.strip()))
-    return out
-
-
-def last_stage(instrs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    starts = [i for i, (word, _) in enumerate(instrs) if word == "FROM"]
-    return instrs[starts[-1]:]
 
 
 @pytest.mark.parametrize("name", function_names())
