@@ -249,6 +249,9 @@ _RECIPES: dict[str, tuple[str, Callable[[Path], None]]] = {
     "m4a_aac_8k": ("m4a", _ff("speech_8k", "-c:a", "aac", "-b:a", "24k", "-f", "mp4")),
     "m4a_faststart": ("m4a", _ff("tone_odd", "-c:a", "aac", "-movflags", "+faststart",
                                  "-f", "ipod")),
+    "m4a_fragmented": ("m4a", _ff("speech_stereo_44k", "-c:a", "aac", "-b:a", "64k",
+                                  "-movflags", "frag_keyframe+empty_moov+default_base_moof",
+                                  "-frag_duration", "1000000", "-f", "mp4")),
     "aac_adts": ("aac", _ff("speech_stereo_44k", "-c:a", "aac", "-b:a", "96k", "-f", "adts")),
     "aac_adts_8k": ("aac", _ff("speech_8k", "-c:a", "aac", "-b:a", "24k", "-f", "adts")),
 }

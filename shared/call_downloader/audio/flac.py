@@ -13,6 +13,7 @@ streaming encoders) is taken from the last frame.
 from __future__ import annotations
 
 from mutagen.flac import StreamInfo
+from mutagen.flac import error as FLACError
 
 from call_downloader.audio.common import (
     AudioInfo,
@@ -154,7 +155,13 @@ def probe(reader: BoundedReader) -> AudioInfo:
         if index == 0:
             if kind != 0 or length != 34:
                 raise InvalidAudio("FLAC stream does not start with STREAMINFO")
-            info = StreamInfo(reader.pread(pos + 4, 34))
+            block = reader.pread(pos + 4, 34)
+            if len(block) < 34:
+                raise InvalidAudio("truncated: FLAC metadata ends early")
+            try:
+                info = StreamInfo(block)
+            except FLACError as exc:
+                raise InvalidAudio("invalid FLAC STREAMINFO") from exc
         elif kind == 127:
             raise InvalidAudio("invalid FLAC metadata block")
         pos += 4 + length

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 
+from mutagen import MutagenError
 from mutagen.mp4 import MP4Info
-from mutagen.mp4._atom import Atoms
+from mutagen.mp4._atom import AtomError, Atoms
 
 from call_downloader.audio.common import AudioInfo, BoundedReader, InvalidAudio, check_duration
 
@@ -33,6 +34,7 @@ AUDIO_BRANDS = frozenset({
     b"F4B ", b"3gp4", b"3gp5", b"3gp6", b"3gp7", b"3g2a", b"avc1", b"qt  ", b"cmfc", b"caaa",
 })
 MAX_BOXES = 100_000
+MAX_DEPTH = 12  # moov/trak/mdia/minf/stbl is 5 deep
 # Boxes read whole (headers and sample descriptions); sample tables are streamed instead.
 MAX_SMALL_BOX = 1 << 20
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"mvex", b"moof", b"traf"}
@@ -80,7 +82,9 @@ class _Parser:
         self.reader = reader
         self.budget = MAX_BOXES
 
-    def boxes(self, start: int, end: int, top: bool) -> Iterator[_Box]:
+    def boxes(self, start: int, end: int, top: bool, depth: int = 0) -> Iterator[_Box]:
+        if depth > MAX_DEPTH:
+            raise InvalidAudio("MP4 boxes nested too deep")
         pos = start
         while pos < end:
             self.budget -= 1
@@ -108,7 +112,7 @@ class _Parser:
                 raise InvalidAudio("an MP4 box overflows its parent")
             box = _Box(name, pos, header, size)
             if name in _CONTAINERS:
-                box.children = list(self.boxes(box.body, box.end, top=False))
+                box.children = list(self.boxes(box.body, box.end, False, depth + 1))
             yield box
             pos += size
 
@@ -165,7 +169,10 @@ def _mutagen_info(p: _Parser, hdlr: _Box, mdhd: _Box, stsd: _Box) -> MP4Info:
     moov = box(b"moov", box(b"trak", box(b"mdia", raw(hdlr) + raw(mdhd) + box(
         b"minf", box(b"stbl", raw(stsd))))))
     fileobj = BytesIO(moov)
-    return MP4Info(Atoms(fileobj), fileobj)
+    try:
+        return MP4Info(Atoms(fileobj), fileobj)
+    except (MutagenError, AtomError) as exc:
+        raise InvalidAudio("unreadable MP4 audio sample description") from exc
 
 
 def probe(reader: BoundedReader) -> AudioInfo:
@@ -312,6 +319,7 @@ def _fragments(p: _Parser, top: list[_Box], moov: _Box, trak: _Box,
         if len(d) >= 24 and struct.unpack_from(">I", d, 4)[0] == track_id:
             default_duration, default_size = struct.unpack_from(">II", d, 12)
     ticks = sample_bytes = frame = 0
+    last = previous = 0  # durations of the track's last two samples
     for i, moof in enumerate(top):
         if moof.name != b"moof":
             continue
@@ -337,45 +345,59 @@ def _fragments(p: _Parser, top: list[_Box], moov: _Box, trak: _Box,
                 size = struct.unpack_from(">I", h, pos)[0] if len(h) >= pos + 4 else 0
             for trun in traf.children:
                 if trun.name == b"trun":
-                    d, s = _trun(p, trun, duration, size)
-                    ticks += d
-                    fragment_bytes += s
+                    run = _trun(p, trun, duration, size)
+                    ticks += run.ticks
+                    fragment_bytes += run.size
+                    if run.count:
+                        previous = run.previous if run.count > 1 else last
+                        last = run.last
+                    frame = frame or duration
         if fragment_bytes:
             mdat = next((b for b in top[i + 1 :] if b.name == b"mdat"), None)
             if mdat is None or fragment_bytes > mdat.size - mdat.header:
                 raise InvalidAudio("truncated: an MP4 fragment's samples are missing")
             sample_bytes += fragment_bytes
-        frame = frame or default_duration
+    if whole_frames and 0 < last < previous:
+        ticks += previous - last  # decoders output the short last frame whole
     return ticks, sample_bytes, frame if whole_frames else 0
 
 
-def _trun(p: _Parser, trun: _Box, default_duration: int, default_size: int) -> tuple[int, int]:
+@dataclass
+class _Run:
+    ticks: int = 0
+    size: int = 0
+    count: int = 0
+    last: int = 0  # duration of the last sample
+    previous: int = 0  # and of the one before it
+
+
+def _trun(p: _Parser, trun: _Box, default_duration: int, default_size: int) -> _Run:
+    """Totals of a track fragment run, streaming its sample table."""
     head = p.reader.pread(trun.body, 8)
     if len(head) < 8:
         raise InvalidAudio("MP4 trun box too short")
     flags = int.from_bytes(head[1:4], "big")
     count = struct.unpack_from(">I", head, 4)[0]
     skip = (4 if flags & 0x01 else 0) + (4 if flags & 0x04 else 0)
-    fields = [(flags & 0x100, "duration"), (flags & 0x200, "size"), (flags & 0x400, "flags"),
-              (flags & 0x800, "cto")]
-    present = [name for on, name in fields if on]
-    if not present:
-        return count * default_duration, count * default_size
-    # Re-read the entries with the optional fields in front skipped (entries() wants a count
-    # right after version/flags, which trun has, followed by the optional fields).
-    entry = struct.Struct(">" + "I" * len(present))
+    has_duration, has_size = bool(flags & 0x100), bool(flags & 0x200)
+    fields = sum(bool(flags & bit) for bit in (0x100, 0x200, 0x400, 0x800))
+    if not fields:
+        return _Run(count * default_duration, count * default_size, count,
+                    default_duration, default_duration)
+    entry = struct.Struct(">" + "I" * fields)
     start = trun.body + 8 + skip
     if count * entry.size > trun.end - start:
         raise InvalidAudio("MP4 trun table overflows its box")
-    ticks = size = 0
+    run = _Run(count=count, last=default_duration, previous=default_duration)
     per_read = max(1, (1 << 16) // entry.size)
     done = 0
     while done < count:
         n = min(per_read, count - done)
         data = p.reader.pread(start + done * entry.size, n * entry.size)
         for values in entry.iter_unpack(data):
-            row = dict(zip(present, values, strict=True))
-            ticks += row.get("duration", default_duration)
-            size += row.get("size", default_size)
+            duration = values[0] if has_duration else default_duration
+            run.ticks += duration
+            run.size += values[int(has_duration)] if has_size else default_size
+            run.previous, run.last = run.last, duration
         done += n
-    return ticks, size
+    return run

@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 
 from mutagen.ogg import OggPage
+from mutagen.ogg import error as OggError
 from mutagen.oggopus import OggOpusInfo
 from mutagen.oggvorbis import OggVorbisInfo
 
@@ -112,6 +113,13 @@ def _last_page(reader: BoundedReader, serial: int) -> _Page | None:
 
 
 def probe(reader: BoundedReader, fmt: str) -> AudioInfo:
+    try:
+        return _probe(reader, fmt)
+    except (OggError, EOFError) as exc:  # mutagen's page and header errors
+        raise InvalidAudio("truncated or corrupt Ogg page") from exc
+
+
+def _probe(reader: BoundedReader, fmt: str) -> AudioInfo:
     first = OggPage(reader)
     if not first.first or not first.packets:
         raise InvalidAudio("the Ogg stream does not start with a header page")
