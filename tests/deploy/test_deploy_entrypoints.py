@@ -10,6 +10,7 @@ import os
 import shlex
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +21,8 @@ from deploy_helpers import ROOT, function_names, function_spec, instructions, la
 
 pytestmark = pytest.mark.integration
 
-VENV_BIN = ROOT / ".venv" / "bin"
+# The environment running the tests has the library and functions-framework installed.
+VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 90  # seconds: an upper bound for start-up, not a performance assertion
 
 
