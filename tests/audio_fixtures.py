@@ -5,19 +5,19 @@ Usage (tests/ is on sys.path under pytest)::
 
     from audio_fixtures import ALL_KINDS, FIXTURE_FORMAT, ffmpeg_duration, make_fixture
 
-    for kind in ALL_KINDS:
+    for kind in ALL_KINDS:                  # or CORE_KINDS: one or two per format
         path = make_fixture(kind)           # Path to a small file, cached for the run
         expected_format = FIXTURE_FORMAT[kind]  # "mp3", "wav", "ogg", "opus", "flac", "m4a", "aac"
         reference = ffmpeg_duration(path)   # seconds, from decoding every sample
 
     make_fixture("header_only_mp3")         # INVALID_KINDS: well-formed files with no audio
-    truncated_copy("mp3_cbr", 0.5)          # the first half of a fixture (invalid audio)
+    truncated_copy("mp3_cbr", 0.503)        # about half of a fixture (invalid audio)
     ffprobe_stream(path)                    # {"codec_name", "sample_rate", "channels"}
 
 Fixtures are cached in ``/tmp/cd-audio-fixtures-<hash>`` where the hash covers the recipes in
 this file, so a changed recipe gets a fresh directory and an unchanged one is built once and
 reused (also across test runs and parallel processes: files are written atomically).
-Each fixture is a few seconds of espeak-ng speech or sox tones, a few KB to a few hundred KB.
+Each fixture is 3 to 12 s of espeak-ng speech or sox tones, 13 KB to 2 MB.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _ffmpeg(*args: str | Path) -> None:
 
 
 def _speech(out: Path) -> None:
-    """espeak-ng speech, 22050 Hz mono 16-bit, about 7 s."""
+    """espeak-ng speech, 22050 Hz mono 16-bit, about 9.3 s."""
     _run("espeak-ng", "-s", "150", "-w", out, SPEECH_TEXT)
 
 
@@ -62,7 +62,7 @@ def _speech_8k(out: Path) -> None:
 
 
 def _speech_stereo_44k(out: Path) -> None:
-    """Speech on the left, a 440 Hz tone on the right, 44.1 kHz, with a silent tail: ~9.3 s."""
+    """Speech on the left, a 440 Hz tone on the right, 44.1 kHz, with a silent tail: ~11.3 s."""
     _run(
         "sox", "-M", _source("speech"),
         "|sox -n -r 22050 -c 1 -b 16 -t wav - synth 7.3 sine 440 vol 0.2",
@@ -275,6 +275,11 @@ _EXT = {"mp3": ".mp3", "wav": ".wav", "ogg": ".ogg", "opus": ".opus", "flac": ".
 
 #: Every fixture kind, in a stable order.
 ALL_KINDS: tuple[str, ...] = tuple(_RECIPES)
+#: One or two kinds per format and telephony codec: for slow (end-to-end) loops.
+CORE_KINDS: tuple[str, ...] = (
+    "wav_pcm16_8k", "wav_mulaw", "wav_ima_adpcm", "wav_gsm", "mp3_cbr", "mp3_vbr_noheader",
+    "ogg_vorbis", "opus", "flac", "m4a_aac", "aac_adts",
+)
 #: Fixture kinds that are well-formed containers without a single sample (invalid audio).
 INVALID_KINDS: tuple[str, ...] = tuple(_INVALID_RECIPES)
 #: kind -> the format `call_downloader.audio.sniff_format` must report for it.
@@ -330,7 +335,9 @@ def make_fixture(kind: str) -> Path:
 
 def truncated_copy(kind: str, keep: float = 0.5) -> Path:
     """A copy of fixture `kind` cut to its first `keep` fraction (0 < keep < 1): a recording
-    cut short in transit, which the probe must reject."""
+    cut short in transit, which the probe must reject. (A header-less MP3 or ADTS file cut
+    exactly between two frames is a valid shorter file: pick fractions off the frame grid,
+    e.g. 0.503, not 0.5.)"""
     if not 0 < keep < 1:
         raise ValueError("keep must be between 0 and 1")
     src = make_fixture(kind)
