@@ -99,7 +99,9 @@ def main() -> int:
             validator = jsonschema.Draft7Validator(schemas[(api, kind)])
             errs = sorted(validator.iter_errors(obj), key=lambda e: list(e.path))
             report["checked"].append({"object": label, "by": "crd-schema"})
-            report["errors"].extend(f"{label}: {'/'.join(map(str, e.path))}: {e.message}" for e in errs)
+            report["errors"].extend(
+                f"{label}: {'/'.join(map(str, e.path))}: {e.message}" for e in errs
+            )
         elif api == "serving.knative.dev/v1" and kind == "Service":
             try:
                 kubernetes_validate.validate(knative_pod(obj), args.k8s_version, strict=True)

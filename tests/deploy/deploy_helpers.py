@@ -104,8 +104,17 @@ def yaml_docs(source: Path | str) -> list[dict]:
 
 
 def helm_template(tools: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run([tools / "helm", "template", "call-downloader", CHART, "--namespace",
-                "call-downloader", *args])
+    return run(
+        [
+            tools / "helm",
+            "template",
+            "call-downloader",
+            CHART,
+            "--namespace",
+            "call-downloader",
+            *args,
+        ]
+    )
 
 
 def compose_required_variables() -> list[str]:
@@ -117,8 +126,11 @@ def compose_required_variables() -> list[str]:
 
 
 def write_env_file(path: Path, leave_out: str | None = None) -> Path:
-    lines = [f"{var}=test-{secrets.token_hex(8)}" for var in compose_required_variables()
-             if var != leave_out]
+    lines = [
+        f"{var}=test-{secrets.token_hex(8)}"
+        for var in compose_required_variables()
+        if var != leave_out
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -126,8 +138,19 @@ def write_env_file(path: Path, leave_out: str | None = None) -> Path:
 def compose(tools: Path, env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # A clean environment: nothing from the developer's shell fills a missing variable.
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
-    return run([tools / "docker-compose", "--project-directory", ROOT, "--env-file", env_file,
-                "-f", ROOT / "docker-compose.yml", *args], env=env)
+    return run(
+        [
+            tools / "docker-compose",
+            "--project-directory",
+            ROOT,
+            "--env-file",
+            env_file,
+            "-f",
+            ROOT / "docker-compose.yml",
+            *args,
+        ],
+        env=env,
+    )
 
 
 def objects_of(objects: list[dict], kind: str, api_prefix: str = "") -> list[dict]:
@@ -171,4 +194,4 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 def last_stage(instrs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     starts = [i for i, (word, _) in enumerate(instrs) if word == "FROM"]
-    return instrs[starts[-1]:]
+    return instrs[starts[-1] :]

@@ -32,8 +32,15 @@ def test_compose_config_is_valid(tools: Path, tmp_path: Path) -> None:
 
 def test_secrets_are_required() -> None:
     required = set(compose_required_variables())
-    for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "RABBITMQ_PASSWORD", "JWT_SECRET",
-                   "DELIVERY_SECRET", "ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+    for secret in (
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+        "RABBITMQ_PASSWORD",
+        "JWT_SECRET",
+        "DELIVERY_SECRET",
+        "ADMIN_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+    ):
         assert secret in required, f"{secret} must be ${{{secret}:?...}}, never defaulted"
 
 
@@ -41,8 +48,9 @@ def test_secrets_are_required() -> None:
 def test_compose_refuses_to_run_without_each_secret(
     tools: Path, tmp_path: Path, variable: str
 ) -> None:
-    proc = compose(tools, write_env_file(tmp_path / "test.env", leave_out=variable),
-                   "config", "--quiet")
+    proc = compose(
+        tools, write_env_file(tmp_path / "test.env", leave_out=variable), "config", "--quiet"
+    )
     assert proc.returncode != 0
     assert variable in proc.stderr, proc.stderr
 
@@ -83,7 +91,8 @@ def test_every_function_is_a_health_gated_service(compose_config: dict, name: st
 @pytest.mark.parametrize("name", cloudevent_functions())
 def test_every_cloudevent_function_has_a_dispatcher(compose_config: dict, name: str) -> None:
     dispatchers = [
-        svc for svc in compose_config["services"].values()
+        svc
+        for svc in compose_config["services"].values()
         if (svc.get("command") or [])[:1] == ["dispatcher"]
         and svc["command"][svc["command"].index("--function") + 1] == name
     ]
@@ -123,8 +132,9 @@ def test_data_services_have_health_checks(compose_config: dict) -> None:
         assert services[name].get("healthcheck", {}).get("test"), name
     plugins = compose_config["configs"]["rabbitmq-plugins"]["content"]
     assert "rabbitmq_management" in plugins and "rabbitmq_prometheus" in plugins
-    assert any(c["target"] == "/etc/rabbitmq/enabled_plugins"
-               for c in services["rabbitmq"]["configs"])
+    assert any(
+        c["target"] == "/etc/rabbitmq/enabled_plugins" for c in services["rabbitmq"]["configs"]
+    )
     assert compose_config["networks"]["data"].get("internal") is True
 
 

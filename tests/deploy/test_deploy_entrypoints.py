@@ -77,8 +77,10 @@ def test_container_command_serves_health(name: str, database_url: str, tmp_path:
         status = None
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"`{' '.join(cmd)}` exited with {proc.returncode}:\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
+                pytest.fail(
+                    f"`{' '.join(cmd)}` exited with {proc.returncode}:\n"
+                    f"{log.read_text(errors='replace')[-3000:]}"
+                )
             try:
                 status, body = get(f"{base}/healthz")
                 break

@@ -34,14 +34,16 @@ def stub(name: str) -> ThreadingHTTPServer:
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            payload = json.dumps({
-                "upstream": name,
-                "method": self.command,
-                "path": self.path,
-                "host": self.headers.get("Host"),
-                "forwarded_for": self.headers.get("X-Forwarded-For"),
-                "body": body.decode(),
-            }).encode()
+            payload = json.dumps(
+                {
+                    "upstream": name,
+                    "method": self.command,
+                    "path": self.path,
+                    "host": self.headers.get("Host"),
+                    "forwarded_for": self.headers.get("X-Forwarded-For"),
+                    "body": body.decode(),
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -86,8 +88,8 @@ def running_gateway(tools: Path, tmp: Path, down: str | None = None) -> Iterator
     site = site.replace("root /usr/share/nginx/html;", f"root {html};")
     (tmp / "site.conf").write_text(site, encoding="utf-8")
     temp_paths = "\n".join(
-        f"{kind}_temp_path {tmp}/{kind};" for kind in ("client_body", "proxy", "fastcgi",
-                                                       "uwsgi", "scgi")
+        f"{kind}_temp_path {tmp}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     user = "user root;" if os.geteuid() == 0 else ""  # the workers read the pytest tmp dir
     (tmp / "nginx.conf").write_text(
@@ -107,11 +109,17 @@ http {{
         encoding="utf-8",
     )
     nginx = str(tools / "nginx")
-    check = subprocess.run([nginx, "-t", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
-                           capture_output=True, text=True, check=False)
+    check = subprocess.run(
+        [nginx, "-t", "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g",
-                             "daemon off;"], stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"],
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -137,8 +145,13 @@ def gateway(tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
         yield gw
 
 
-def request(gateway: dict, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def request(
+    gateway: dict,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", gateway["port"], timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -168,8 +181,9 @@ CASES = [
 @pytest.mark.parametrize(("method", "path", "upstream"), CASES)
 def test_api_routes(gateway: dict, method: str, path: str, upstream: str) -> None:
     body = b'{"external_id": "x"}' if method in ("POST", "PATCH") else None
-    status, _, raw = request(gateway, method, path, body,
-                             {"Content-Type": "application/json"} if body else None)
+    status, _, raw = request(
+        gateway, method, path, body, {"Content-Type": "application/json"} if body else None
+    )
     assert status == 200, raw
     seen = json.loads(raw)
     assert seen["upstream"] == upstream

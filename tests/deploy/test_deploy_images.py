@@ -11,8 +11,11 @@ import pytest
 from deploy_helpers import ROOT, function_names, function_spec, instructions, last_stage, run
 
 DOCKERFILES = sorted(
-    [*(ROOT / "functions").glob("*/Dockerfile"), ROOT / "infra/docker/Dockerfile",
-     ROOT / "frontend/Dockerfile"]
+    [
+        *(ROOT / "functions").glob("*/Dockerfile"),
+        ROOT / "infra/docker/Dockerfile",
+        ROOT / "frontend/Dockerfile",
+    ]
 )
 
 

@@ -44,10 +44,16 @@ def test_a_rejected_message_lands_in_the_dead_letter_queue(topology) -> None:
         for function, types in SUBSCRIPTIONS.items():
             for event_type in types:
                 event_id = uuid.uuid4().hex
-                body = json.dumps({
-                    "specversion": "1.0", "id": event_id, "type": event_type,
-                    "source": "/tests/deploy", "subject": "call-1", "data": {},
-                }).encode()
+                body = json.dumps(
+                    {
+                        "specversion": "1.0",
+                        "id": event_id,
+                        "type": event_type,
+                        "source": "/tests/deploy",
+                        "subject": "call-1",
+                        "data": {},
+                    }
+                ).encode()
                 publisher.publish(topology.exchange, event_type, body, message_id=event_id)
 
                 method, props, got = channel.basic_get(topology.queue(function))

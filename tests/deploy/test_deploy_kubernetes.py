@@ -62,11 +62,23 @@ def test_values_schema_rejects_unknown_settings(tools: Path) -> None:
     ("values", "message"),
     [
         ([], "config.publicBaseUrl is required"),
-        (["--set", "config.publicBaseUrl=https://x.example", "--set", "ingress.host=x.example",
-          "--set", "grafana.adminPassword=x", "--set", "eventing.clusterName=rabbitmq"],
-         "secrets.databaseUrl is required"),
-        (["-f", str(CI_VALUES), "--set", "eventing.clusterName=rabbitmq"],
-         "set exactly one of clusterName, connectionSecret or connection.uri"),
+        (
+            [
+                "--set",
+                "config.publicBaseUrl=https://x.example",
+                "--set",
+                "ingress.host=x.example",
+                "--set",
+                "grafana.adminPassword=x",
+                "--set",
+                "eventing.clusterName=rabbitmq",
+            ],
+            "secrets.databaseUrl is required",
+        ),
+        (
+            ["-f", str(CI_VALUES), "--set", "eventing.clusterName=rabbitmq"],
+            "set exactly one of clusterName, connectionSecret or connection.uri",
+        ),
     ],
 )
 def test_missing_settings_fail_with_a_clear_message(
@@ -79,8 +91,10 @@ def test_missing_settings_fail_with_a_clear_message(
 
 def test_plain_manifests_are_rendered_from_the_chart(tools: Path, tmp_path: Path) -> None:
     fresh = tmp_path / "rendered.yaml"
-    proc = run(["bash", ROOT / "infra/tools/render-manifests.sh", fresh],
-               env={**os.environ, "HELM": str(tools / "helm")})
+    proc = run(
+        ["bash", ROOT / "infra/tools/render-manifests.sh", fresh],
+        env={**os.environ, "HELM": str(tools / "helm")},
+    )
     assert proc.returncode == 0, proc.stderr
     committed = (ROOT / "k8s/manifests/call-downloader.yaml").read_text(encoding="utf-8")
     assert fresh.read_text(encoding="utf-8") == committed, (
@@ -115,8 +129,11 @@ def test_builtin_kinds_validate_strictly(
 
 def test_knative_objects_validate(tools: Path, rendering: tuple[str, list[dict]]) -> None:
     name, objects = rendering
-    proc = run(["node", ROOT / "infra/tools/validate_knative.js"], input=json.dumps(objects),
-               env={**os.environ, "NODE_PATH": str(TOOLS / "node/node_modules")})
+    proc = run(
+        ["node", ROOT / "infra/tools/validate_knative.js"],
+        input=json.dumps(objects),
+        env={**os.environ, "NODE_PATH": str(TOOLS / "node/node_modules")},
+    )
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and not report["errors"], report["errors"] or proc.stderr
     expected = 0 if name == "external" else len(function_names())
@@ -126,8 +143,17 @@ def test_knative_objects_validate(tools: Path, rendering: tuple[str, list[dict]]
 def test_custom_resources_validate(tools: Path, rendering: tuple[str, list[dict]]) -> None:
     name, objects = rendering
     assert CRD_DIR.is_dir(), f"the eventing-rabbitmq CRDs are expected in {CRD_DIR}"
-    proc = run([TOOLS_PY, ROOT / "infra/tools/validate_resources.py", "--crd-dir", CRD_DIR,
-                "--k8s-version", K8S_VERSIONS[-1]], input=json.dumps(objects))
+    proc = run(
+        [
+            TOOLS_PY,
+            ROOT / "infra/tools/validate_resources.py",
+            "--crd-dir",
+            CRD_DIR,
+            "--k8s-version",
+            K8S_VERSIONS[-1],
+        ],
+        input=json.dumps(objects),
+    )
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and not report["errors"], report["errors"] or proc.stderr
     by = [c["by"] for c in report["checked"]]
@@ -141,8 +167,10 @@ def test_the_crd_validator_catches_mistakes(tools: Path, chart_objects: list[dic
     source["spec"]["delivery"]["retries"] = 3  # a typo of `retry`
     service = json.loads(json.dumps(objects_of(chart_objects, "Service", "serving")[0]))
     service["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
-    proc = run([TOOLS_PY, ROOT / "infra/tools/validate_resources.py", "--crd-dir", CRD_DIR],
-               input=json.dumps([source, service]))
+    proc = run(
+        [TOOLS_PY, ROOT / "infra/tools/validate_resources.py", "--crd-dir", CRD_DIR],
+        input=json.dumps([source, service]),
+    )
     report = json.loads(proc.stdout)
     assert proc.returncode == 1
     assert any("retries" in e for e in report["errors"])
@@ -193,7 +221,10 @@ def test_every_consumer_has_a_source_with_a_delivery_spec(
         spec = sources[name]["spec"]
         ksvc = knative_services(objects)[name]["metadata"]["name"]
         assert spec["sink"]["ref"] == {
-            "apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": ksvc}
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "name": ksvc,
+        }
         delivery = spec["delivery"]
         assert delivery["retry"] >= 1
         assert delivery["backoffPolicy"] == "exponential"
@@ -244,7 +275,8 @@ def test_external_platform_runs_a_dispatcher_per_consumer(external_objects: list
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[:3] == ["dispatcher", "--function", name]
         assert args[args.index("--invoke-url") + 1] == (
-            f"http://{name}.openfaas-fn.svc.cluster.local:8080/")
+            f"http://{name}.openfaas-fn.svc.cluster.local:8080/"
+        )
 
 
 # --- the rest of the release --------------------------------------------------------------
@@ -259,8 +291,10 @@ def test_migration_job_then_topology(plain_objects: list[dict]) -> None:
 
 
 def test_relay_and_ui(plain_objects: list[dict]) -> None:
-    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
-                   for d in objects_of(plain_objects, "Deployment")}
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in objects_of(plain_objects, "Deployment")
+    }
     relay = deployments["relay"]["spec"]
     assert relay["template"]["spec"]["containers"][0]["args"] == ["relay"]
     assert 1 <= relay["replicas"] <= 2
@@ -268,8 +302,9 @@ def test_relay_and_ui(plain_objects: list[dict]) -> None:
     env = {e["name"]: e["value"] for e in ui["env"]}
     services = knative_services(plain_objects)
     for name, var in (("ingest", "INGEST_URL"), ("auth", "AUTH_URL"), ("calls", "CALLS_URL")):
-        assert env[var] == (f"http://{services[name]['metadata']['name']}"
-                            ".call-downloader.svc.cluster.local")
+        assert env[var] == (
+            f"http://{services[name]['metadata']['name']}.call-downloader.svc.cluster.local"
+        )
     (ingress,) = objects_of(plain_objects, "Ingress")
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend["name"] == deployments["ui"]["metadata"]["name"]
@@ -313,25 +348,39 @@ def test_functions_reach_the_internet_but_no_private_address(plain_objects: list
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     for public in ("8.8.8.8", "1.1.1.1", "203.0.113.50"):
         assert egress_allows(policy, public, 443), public
-    for private in ("10.0.0.5", "172.16.3.4", "192.168.1.10", "169.254.169.254", "127.0.0.1",
-                    "100.64.0.1", "0.0.0.0"):
+    for private in (
+        "10.0.0.5",
+        "172.16.3.4",
+        "192.168.1.10",
+        "169.254.169.254",
+        "127.0.0.1",
+        "100.64.0.1",
+        "0.0.0.0",
+    ):
         assert not egress_allows(policy, private, 443), private
     ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
     assert {53, 5432, 6379, 5672} <= ports
     ingress_namespaces = {
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-        for rule in policy["spec"]["ingress"] for peer in rule["from"]
+        for rule in policy["spec"]["ingress"]
+        for peer in rule["from"]
         if "namespaceSelector" in peer
     }
     assert "knative-serving" in ingress_namespaces
 
 
 def test_every_workload_is_under_a_policy(plain_objects: list[dict]) -> None:
-    selectors = [p["spec"]["podSelector"]["matchLabels"]
-                 for p in objects_of(plain_objects, "NetworkPolicy")]
-    pods = [o["spec"]["template"]["metadata"]["labels"]
-            for o in plain_objects if o["kind"] in ("Deployment", "Job")]
-    pods += [s["spec"]["template"]["metadata"]["labels"]
-             for s in knative_services(plain_objects).values()]
+    selectors = [
+        p["spec"]["podSelector"]["matchLabels"] for p in objects_of(plain_objects, "NetworkPolicy")
+    ]
+    pods = [
+        o["spec"]["template"]["metadata"]["labels"]
+        for o in plain_objects
+        if o["kind"] in ("Deployment", "Job")
+    ]
+    pods += [
+        s["spec"]["template"]["metadata"]["labels"]
+        for s in knative_services(plain_objects).values()
+    ]
     for labels in pods:
         assert any(sel.items() <= labels.items() for sel in selectors), labels
