@@ -64,8 +64,9 @@ export function clearSession() {
   persist()
 }
 
+// Read the stored session again, as a page reload does.
 export function reloadSession() {
-  clearSession()
+  Object.assign(state, { accessToken: null, refreshToken: null, username: null, role: null })
   load(globalThis.localStorage)
 }
 
