@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 @pytest.fixture
 def fake_ai() -> Iterator[FakeAi]:
     ai = FakeAi()
+    threads_before = set(threading.enumerate())
     werkzeug_log = logging.getLogger("werkzeug")
     level = werkzeug_log.level
     werkzeug_log.setLevel(logging.ERROR)  # no access log lines in the test output
@@ -29,6 +30,10 @@ def fake_ai() -> Iterator[FakeAi]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+        # Request threads are daemons the server does not wait for: wait here, so one test's
+        # stragglers (a route still unwinding) never run into the next test's measurements.
+        for straggler in set(threading.enumerate()) - threads_before:
+            straggler.join(timeout=10)
         werkzeug_log.setLevel(level)
 
 

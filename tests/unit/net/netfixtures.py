@@ -97,6 +97,7 @@ def send(
 
 
 def serve(server: ScriptedServer, ssl_context: ssl.SSLContext | None) -> Iterator[ScriptedServer]:
+    threads_before = set(threading.enumerate())
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(server))
     httpd.daemon_threads = True
     if ssl_context is not None:
@@ -113,6 +114,10 @@ def serve(server: ScriptedServer, ssl_context: ssl.SSLContext | None) -> Iterato
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+        # Handler threads are daemons the server does not wait for: wait here, so a handler
+        # still unwinding never runs into the next test (or its memory measurement).
+        for straggler in set(threading.enumerate()) - threads_before:
+            straggler.join(timeout=10)
 
 
 @dataclass
