@@ -1,6 +1,7 @@
 """analyze-duration (CloudEvent call.received): measure the recording."""
 
 import functions_framework
+
 from call_downloader.pipeline import analyze
 
 

@@ -4,6 +4,7 @@ Thin glue: the routes live in `call_downloader.security.api`.
 """
 
 import functions_framework
+
 from call_downloader.security.api import router
 
 

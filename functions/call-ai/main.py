@@ -1,6 +1,7 @@
 """call-ai (CloudEvent call.analyzed, ai.retry): have the AI service analyse the recording."""
 
 import functions_framework
+
 from call_downloader.pipeline import call_ai as stage
 
 

@@ -1,6 +1,7 @@
 """calls (HTTP): the read/admin API behind the operator UI."""
 
 import functions_framework
+
 from call_downloader.api.calls import router
 
 

@@ -1,6 +1,7 @@
 """deliver (CloudEvent call.processed, delivery.due): signed webhooks to the destinations."""
 
 import functions_framework
+
 from call_downloader.pipeline import deliver as stage
 
 

@@ -81,7 +81,10 @@ def start_server(
             **extra_env,
         }
     )
-    log_path = tmp_path / "server.log"
+    # Kept outside tmp_path so a failure can be read afterwards (test-artifacts/ is gitignored).
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    log_path = artifacts / f"server-{env['EVENT_NAMESPACE']}.log"
     proc = subprocess.Popen(
         [str(ROOT / ".venv/bin/call-downloader"), "run"],
         cwd=ROOT,

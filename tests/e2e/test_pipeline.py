@@ -56,8 +56,16 @@ def test_every_format_by_upload_reaches_the_destination_once(server, fake_ai, re
         assert len(receiver.deliveries[call_id]) == 1, kind
         payload = receiver.payloads[call_id]
         assert payload["type"] == "call.processed"
-        assert set(payload["call"]) == {"id", "external_id", "duration_seconds", "format",
-                                        "size_bytes", "sha256", "received_at", "metadata"}
+        assert set(payload["call"]) == {
+            "id",
+            "external_id",
+            "duration_seconds",
+            "format",
+            "size_bytes",
+            "sha256",
+            "received_at",
+            "metadata",
+        }
         assert payload["call"]["sha256"] == sha
         assert payload["call"]["size_bytes"] == len(data)
         assert payload["call"]["external_id"] == f"ext-{kind}"
@@ -79,12 +87,18 @@ def test_same_external_id_answers_200_and_creates_nothing(server, receiver):
     assert first.status_code == 202
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
-    key_first = httpx.post(f"{server.url}/api/v1/calls",
-                           headers={**server.headers(), "Idempotency-Key": "key-1"},
-                           files={"file": ("a.wav", path.read_bytes())}, timeout=30)
-    key_again = httpx.post(f"{server.url}/api/v1/calls",
-                           headers={**server.headers(), "Idempotency-Key": "key-1"},
-                           files={"file": ("a.wav", path.read_bytes())}, timeout=30)
+    key_first = httpx.post(
+        f"{server.url}/api/v1/calls",
+        headers={**server.headers(), "Idempotency-Key": "key-1"},
+        files={"file": ("a.wav", path.read_bytes())},
+        timeout=30,
+    )
+    key_again = httpx.post(
+        f"{server.url}/api/v1/calls",
+        headers={**server.headers(), "Idempotency-Key": "key-1"},
+        files={"file": ("a.wav", path.read_bytes())},
+        timeout=30,
+    )
     assert (key_first.status_code, key_again.status_code) == (202, 200)
     assert key_first.json()["id"] == key_again.json()["id"]
     wait_final(server, first.json()["id"])
@@ -101,7 +115,8 @@ def audio_host():
         path = environ["PATH_INFO"]
         if path == "/redirect":
             return Response("", 302, headers={"Location": "http://169.254.169.254/"})(
-                environ, start_response)
+                environ, start_response
+            )
         if path not in files:
             return Response("nope", 404)(environ, start_response)
         return Response(files[path], 200, mimetype="audio/mpeg")(environ, start_response)
@@ -116,9 +131,16 @@ def test_audio_url_download_reaches_the_destination(server, receiver, audio_host
     port, files = audio_host
     path = make_fixture(ALL_KINDS[0])
     files["/rec.bin"] = path.read_bytes()
-    r = httpx.post(f"{server.url}/api/v1/calls", headers=server.headers(),
-                   json={"audio_url": f"http://127.0.0.1:{port}/rec.bin", "external_id": "url-1",
-                         "metadata": {"agent": "x"}}, timeout=30)
+    r = httpx.post(
+        f"{server.url}/api/v1/calls",
+        headers=server.headers(),
+        json={
+            "audio_url": f"http://127.0.0.1:{port}/rec.bin",
+            "external_id": "url-1",
+            "metadata": {"agent": "x"},
+        },
+        timeout=30,
+    )
     assert r.status_code == 202, r.text
     call = wait_final(server, r.json()["id"])
     assert call["status"] == "delivered", call
@@ -126,8 +148,12 @@ def test_audio_url_download_reaches_the_destination(server, receiver, audio_host
     # Redirects are refused, and a 404 is a clear 4xx, not a half-written call.
     before = table_counts()
     for bad in ("/redirect", "/missing"):
-        r = httpx.post(f"{server.url}/api/v1/calls", headers=server.headers(),
-                       json={"audio_url": f"http://127.0.0.1:{port}{bad}"}, timeout=30)
+        r = httpx.post(
+            f"{server.url}/api/v1/calls",
+            headers=server.headers(),
+            json={"audio_url": f"http://127.0.0.1:{port}{bad}"},
+            timeout=30,
+        )
         assert 400 <= r.status_code < 500, (bad, r.status_code, r.text)
     assert table_counts()["calls"] == before["calls"]
 
@@ -144,8 +170,9 @@ def test_audio_url_download_reaches_the_destination(server, receiver, audio_host
     ],
 )
 def test_ssrf_targets_are_refused_without_a_call(server, url):
-    r = httpx.post(f"{server.url}/api/v1/calls", headers=server.headers(),
-                   json={"audio_url": url}, timeout=30)
+    r = httpx.post(
+        f"{server.url}/api/v1/calls", headers=server.headers(), json={"audio_url": url}, timeout=30
+    )
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["error"]["code"]
     assert table_counts()["calls"] == 0
@@ -158,12 +185,22 @@ def test_bad_input_gets_clear_4xx(server):
         "not audio": dict(files={"file": ("x.mp3", b"<html>hello</html>" * 100, "audio/mpeg")}),
         "empty": dict(files={"file": ("x.wav", b"", "audio/wav")}),
         "no file": dict(data={"external_id": "x"}, files={"other": ("a", b"a")}),
-        "bad metadata": dict(files={"file": ("x.wav", make_fixture(ALL_KINDS[0]).read_bytes())},
-                             data={"metadata": "[1,2"}),
-        "metadata not object": dict(files={"file": ("x.wav", b"RIFF")}, data={"metadata": "[1]"}),
+        "bad metadata": dict(
+            files={"file": ("x.wav", make_fixture(ALL_KINDS[0]).read_bytes())},
+            data={"metadata": "[1,2"},
+        ),
+        "metadata not object": dict(
+            files={"file": ("x.wav", make_fixture(ALL_KINDS[0]).read_bytes())},
+            data={"metadata": "[1]"},
+        ),
     }
-    expected = {"not audio": 415, "empty": 422, "no file": 422, "bad metadata": 422,
-                "metadata not object": 422}
+    expected = {
+        "not audio": 415,
+        "empty": 422,
+        "no file": 422,
+        "bad metadata": 422,
+        "metadata not object": 422,
+    }
     for name, kwargs in cases.items():
         r = httpx.post(url, headers=h, timeout=30, **kwargs)
         assert r.status_code == expected[name], (name, r.status_code, r.text)
@@ -183,8 +220,10 @@ def table_counts():
     from call_downloader.db.engine import get_engine
 
     with get_engine().connect() as conn:
-        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
-                for t in ("calls", "audio_chunks", "outbox")}
+        return {
+            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+            for t in ("calls", "audio_chunks", "outbox")
+        }
 
 
 def test_oversized_upload_is_413(tmp_path, database_url, db, fake_ai, receiver):
@@ -192,26 +231,39 @@ def test_oversized_upload_is_413(tmp_path, database_url, db, fake_ai, receiver):
     try:
         big = make_fixture(ALL_KINDS[0]).read_bytes()
         big = big + b"\0" * max(0, 60000 - len(big))
-        r = httpx.post(f"{srv.url}/api/v1/calls", headers=srv.headers(),
-                       files={"file": ("big.wav", big)}, timeout=30)
+        r = httpx.post(
+            f"{srv.url}/api/v1/calls",
+            headers=srv.headers(),
+            files={"file": ("big.wav", big)},
+            timeout=30,
+        )
         assert r.status_code == 413, r.text
 
         # Without Content-Length (chunked): refused once the limit is passed.
         def gen():
             for i in range(0, len(big), 8192):
-                yield big[i:i + 8192]
+                yield big[i : i + 8192]
 
         boundary = "xyzBOUNDARY"
+
         def body():
-            yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                   f"filename=\"a.wav\"\r\n\r\n").encode()
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="a.wav"\r\n\r\n'
+            ).encode()
             yield from gen()
             yield f"\r\n--{boundary}--\r\n".encode()
+
         try:
-            r = httpx.post(f"{srv.url}/api/v1/calls",
-                           headers={**srv.headers(),
-                                    "Content-Type": f"multipart/form-data; boundary={boundary}"},
-                           content=body(), timeout=30)
+            r = httpx.post(
+                f"{srv.url}/api/v1/calls",
+                headers={
+                    **srv.headers(),
+                    "Content-Type": f"multipart/form-data; boundary={boundary}",
+                },
+                content=body(),
+                timeout=30,
+            )
             assert r.status_code == 413, r.text
         except httpx.HTTPError:
             pass  # the server may close the connection while the client still sends
@@ -219,8 +271,7 @@ def test_oversized_upload_is_413(tmp_path, database_url, db, fake_ai, receiver):
         stop_server(srv)
 
 
-def test_async_ai_and_flaky_systems_still_deliver_everything(tmp_path, database_url, db,
-                                                            receiver):
+def test_async_ai_and_flaky_systems_still_deliver_everything(tmp_path, database_url, db, receiver):
     from fakes import FakeAI
 
     ai = FakeAI(fail_rate=0.3, mode="async").start()

@@ -97,7 +97,7 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    user: Mapped[User] = relationship(lazy="joined")
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
 
 class RefreshToken(Base):
@@ -255,7 +255,7 @@ class Delivery(Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
 
-    destination: Mapped[Destination] = relationship(lazy="joined")
+    destination: Mapped[Destination] = relationship(lazy="joined", innerjoin=True)
 
 
 class DeliveryAttempt(Base):

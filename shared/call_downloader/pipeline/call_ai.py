@@ -36,21 +36,22 @@ from call_downloader.storage.audio import spooled_audio
 log = logging.getLogger(__name__)
 CONSUMER = "call-ai"
 STAGE = "call-ai"
-_client: AiClient | None = None
+_clients: dict[tuple[str, str, str, str, float], AiClient] = {}
 
 
 def ai_client() -> AiClient:
-    global _client
-    settings = get_settings()
-    if _client is None or _client.url != settings.ai_url:
-        _client = AiClient(
-            url=settings.ai_url,
-            protocol=settings.ai_protocol,
-            model=settings.ai_model,
-            api_key=settings.ai_api_key,
-            timeout=settings.ai_timeout_seconds,
+    """One client per configuration, built on first use (settings can change in tests)."""
+    s = get_settings()
+    key = (s.ai_url, s.ai_protocol, s.ai_model, s.ai_api_key, s.ai_timeout_seconds)
+    if key not in _clients:
+        _clients[key] = AiClient(
+            url=s.ai_url,
+            protocol=s.ai_protocol,
+            model=s.ai_model,
+            api_key=s.ai_api_key,
+            timeout=s.ai_timeout_seconds,
         )
-    return _client
+    return _clients[key]
 
 
 def _has_result(call: Call) -> bool:

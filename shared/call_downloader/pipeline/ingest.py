@@ -74,7 +74,7 @@ def _clean_id(value: Any, name: str) -> str | None:
 
 
 def _clean_metadata(value: Any) -> dict[str, Any]:
-    if value is None or value == "":
+    if value is None or value in ("", b""):
         return {}
     if isinstance(value, (str, bytes)):
         try:
@@ -199,11 +199,11 @@ def _existing(
     return None
 
 
-def _duplicate_response(call: Call) -> flask.Response:
+def _duplicate_response(call_id: uuid.UUID) -> flask.Response:
     with unit_of_work() as session:
-        body = call_json(session, call.id)
+        body = call_json(session, call_id)
     response = flask.make_response(body, 200)
-    response.headers["Location"] = f"/api/v1/calls/{call.id}"
+    response.headers["Location"] = f"/api/v1/calls/{call_id}"
     return response
 
 
@@ -218,7 +218,6 @@ def _accepted(call_id: uuid.UUID) -> flask.Response:
 def _commit_call(
     session: Session, req: IngestRequest, call: Call, sink: AudioSink, traceparent: str | None
 ) -> None:
-    sink.finish()
     call.external_id = req.external_id
     call.metadata_ = req.metadata
     call.filename = req.filename
@@ -282,7 +281,7 @@ def _check_idempotency_first(
         return None
     with unit_of_work() as session:
         found = _existing(session, identity.user_id, external_id, idempotency_key)
-    return _duplicate_response(found) if found is not None else None
+    return _duplicate_response(found.id) if found is not None else None
 
 
 def _ingest_upload(
@@ -322,6 +321,7 @@ def _ingest_upload(
                 ) from None
             if not file_target.seen:
                 raise ApiError(422, "file_missing", "the `file` part is missing")
+            sink.finish()  # empty or not audio: refused before the fields are looked at
             try:
                 ext_text = external.value.decode("utf-8") if external.value else None
             except UnicodeDecodeError:
@@ -333,11 +333,11 @@ def _ingest_upload(
             # Same external_id from the same source: answer the existing call, create nothing.
             found = _existing(session, identity.user_id, req.external_id, None)
             if found is not None and found.id != call.id:
-                raise _Duplicate(found)
+                raise _Duplicate(found.id)
             _commit_call(session, req, call, sink, traceparent)
             call_id, cached = call.id, sink.cached_bytes
     except _Duplicate as dup:
-        return _duplicate_response(dup.call)
+        return _duplicate_response(dup.call_id)
     except IntegrityError:
         # A concurrent request with the same external_id or Idempotency-Key won the race.
         return _duplicate_after_race(identity, idempotency_key, None)
@@ -347,9 +347,9 @@ def _ingest_upload(
 
 
 class _Duplicate(Exception):
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call_id: uuid.UUID) -> None:
         super().__init__("duplicate")
-        self.call = call
+        self.call_id = call_id
 
 
 def _duplicate_after_race(
@@ -409,6 +409,7 @@ def _ingest_url(
                 req.declared_content_type = (download.content_type or "")[:255] or None
                 for chunk in download.iter_chunks():
                     sink.write(chunk)
+            sink.finish()
             _commit_call(session, req, call, sink, traceparent)
             call_id, cached = call.id, sink.cached_bytes
     except ForbiddenTarget as exc:

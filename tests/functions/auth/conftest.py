@@ -25,6 +25,7 @@ def _clear_auth_keys() -> None:
 @pytest.fixture
 def client(db) -> Iterator[Any]:
     import functions_framework
+
     from call_downloader.security import api, throttle
     from call_downloader.storage.redis_client import reset_redis
 

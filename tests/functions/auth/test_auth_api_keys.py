@@ -67,9 +67,10 @@ def test_key_of_deactivated_source_stops_working(client, admin_token):
 
 
 def test_last_used_is_written_at_most_once_a_minute(client, admin_token):
+    from sqlalchemy import select
+
     from call_downloader.db.engine import unit_of_work
     from call_downloader.db.models import ApiKey
-    from sqlalchemy import select
 
     source = create_user(client, admin_token, "pbx-three", "source", password=None)
     created = _create_key(client, admin_token, source["id"]).get_json()

@@ -12,9 +12,10 @@ from auth_helpers import BASE, bearer, login
 
 
 def _users():
+    from sqlalchemy import select
+
     from call_downloader.db.engine import unit_of_work
     from call_downloader.db.models import User
-    from sqlalchemy import select
 
     with unit_of_work() as session:
         return [(u.username, u.role) for u in session.scalars(select(User))]

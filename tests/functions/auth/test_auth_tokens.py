@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from auth_helpers import ADMIN, BASE, bearer, create_user, login, token_for, user_id
+
 from call_downloader.security import tokens
 
 
@@ -227,9 +228,10 @@ def _sign(header: dict, payload: dict, key: bytes) -> str:
 
 
 def test_forged_tokens_get_401(client, admin_tokens):
-    from call_downloader.config import get_settings
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from call_downloader.config import get_settings
 
     settings = get_settings()
     real = tokens.decode_access_token(admin_tokens["access_token"])

@@ -219,6 +219,7 @@ def test_require_semantics():
     import uuid
 
     import flask
+
     from call_downloader.http.errors import ApiError
     from call_downloader.security import identity
 

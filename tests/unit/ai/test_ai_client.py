@@ -10,8 +10,9 @@ import tracemalloc
 
 import pytest
 from aifixtures import FakeAi
-from call_downloader.ai.client import AiClient
 from werkzeug.wrappers import Request, Response
+
+from call_downloader.ai.client import AiClient
 
 META = {"call_id": "c-1", "external_id": "ext-9", "duration_seconds": 12.5, "format": "mp3"}
 

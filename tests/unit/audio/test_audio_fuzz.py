@@ -20,10 +20,11 @@ import time
 import traceback
 
 from audio_fixtures import make_fixture
-from call_downloader.audio import InvalidAudio, probe_file
-from call_downloader.audio.common import MAX_DURATION_SECONDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from call_downloader.audio import InvalidAudio, probe_file
+from call_downloader.audio.common import MAX_DURATION_SECONDS
 
 TIME_CAP_SECONDS = 5.0
 MEMORY_CAP_BYTES = 256 << 20  # on top of the forked test process's address space

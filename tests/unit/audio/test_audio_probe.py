@@ -18,6 +18,7 @@ from audio_fixtures import (
     make_fixture,
     truncated_copy,
 )
+
 from call_downloader.audio import AudioInfo, InvalidAudio, probe_file, sniff_file
 from call_downloader.audio.common import MAX_DURATION_SECONDS
 

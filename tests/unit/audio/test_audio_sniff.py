@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 from audio_fixtures import ALL_KINDS, FIXTURE_FORMAT, make_fixture
+
 from call_downloader.audio import FORMATS, SNIFF_BYTES, sniff_file, sniff_format
 
 

@@ -11,9 +11,10 @@ from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
+from netfixtures import ScriptedServer, TlsMaterial, fake_resolver, send
+
 from call_downloader.net.download import DownloadError, DownloadTooLarge, open_download
 from call_downloader.net.ssrf import ForbiddenTarget, Policy
-from netfixtures import ScriptedServer, TlsMaterial, fake_resolver, send
 
 LOCAL = Policy.public_only(["127.0.0.1"])
 

@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+
 from call_downloader.net.backoff import backoff_delay, retries_exhausted
 from call_downloader.net.transport import (
     Deadline,

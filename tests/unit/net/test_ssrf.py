@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from netfixtures import fake_resolver
+
 from call_downloader.net.ssrf import (
     ForbiddenTarget,
     Policy,
@@ -15,7 +17,6 @@ from call_downloader.net.ssrf import (
     default_resolver,
     parse_url,
 )
-from netfixtures import fake_resolver
 
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"

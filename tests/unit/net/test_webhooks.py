@@ -11,6 +11,10 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
 
 import pytest
+from netfixtures import ScriptedServer, fake_resolver, send
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
 from call_downloader.net.ssrf import Policy
 from call_downloader.net.webhooks import (
     generate_secret,
@@ -18,9 +22,6 @@ from call_downloader.net.webhooks import (
     sign_headers,
     validate_secret,
 )
-from netfixtures import ScriptedServer, fake_resolver, send
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 BODY = json.dumps(

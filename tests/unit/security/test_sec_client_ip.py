@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import flask
 import pytest
+
 from call_downloader.security import identity
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from call_downloader.security.passwords import (
     MAX_BYTES,
     PasswordPolicyError,

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 import redis
+
 from call_downloader.http.errors import ApiError
 from call_downloader.security.throttle import LoginThrottle
 

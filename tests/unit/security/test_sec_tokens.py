@@ -11,12 +11,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from call_downloader.config import Settings
-from call_downloader.security import tokens
-from call_downloader.security.tokens import TokenError, decode_access_token, issue_access_token
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jose import jwt
+
+from call_downloader.config import Settings
+from call_downloader.security import tokens
+from call_downloader.security.tokens import TokenError, decode_access_token, issue_access_token
 
 SECRET = "unit-secret-0123456789abcdef0123456789"
 SETTINGS = Settings(jwt_secret=SECRET, jwt_issuer="iss-x", jwt_audience="aud-y")
@@ -254,6 +255,7 @@ def test_small_clock_skew_is_tolerated_but_no_more():
 
 def test_denylist_fails_open_quickly_when_redis_is_down(monkeypatch):
     import redis
+
     from call_downloader.storage import redis_client
 
     calls = []

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import create_engine, pool
+
 from call_downloader.config import get_settings, sqlalchemy_url
 from call_downloader.db.models import Base
-from sqlalchemy import create_engine, pool
 
 config = context.config
 target_metadata = Base.metadata
