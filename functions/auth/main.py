@@ -5,7 +5,10 @@ Thin glue: the routes live in `call_downloader.security.api`.
 
 import functions_framework
 
+from call_downloader.observability import endpoints
 from call_downloader.security.api import router
+
+endpoints.install()  # /healthz, /readyz, /metrics on this function's app
 
 
 @functions_framework.http

@@ -2,7 +2,10 @@
 
 import functions_framework
 
+from call_downloader.observability import endpoints
 from call_downloader.pipeline import deliver as stage
+
+endpoints.install()  # /healthz, /readyz, /metrics on this function's app
 
 
 @functions_framework.cloud_event

@@ -3,6 +3,9 @@
 import functions_framework
 
 from call_downloader.api.ingest import router
+from call_downloader.observability import endpoints
+
+endpoints.install()  # /healthz, /readyz, /metrics on this function's app
 
 
 @functions_framework.http

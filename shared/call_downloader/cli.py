@@ -28,9 +28,18 @@ def _relay(args: argparse.Namespace) -> int:
     relay = Relay()
     signal.signal(signal.SIGTERM, lambda *_: relay.stopped.set())
     signal.signal(signal.SIGINT, lambda *_: relay.stopped.set())
+    _serve_ops(args.health_port, lambda: not relay.stopped.is_set())
     relay.run()
     relay.stop()
     return 0
+
+
+def _serve_ops(port: int | None, alive) -> None:  # type: ignore[no-untyped-def]
+    """The worker's /healthz and /metrics on `port` (0.0.0.0: probed from outside the pod)."""
+    if port:
+        from call_downloader.server.ops import serve_in_thread, worker_ops_app
+
+        serve_in_thread(worker_ops_app(alive), "ops", host="0.0.0.0", port=port)  # noqa: S104
 
 
 def _dispatcher(args: argparse.Namespace) -> int:
@@ -66,6 +75,7 @@ def _dispatcher(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     dispatcher.start()
+    _serve_ops(args.health_port, dispatcher.alive)
     done.wait()
     dispatcher.stop()
     return 0
@@ -92,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("migrate", help="wait for the database, migrate, create the admin")
     p.add_argument("--wait", type=float, default=60.0)
     p.set_defaults(fn=_migrate)
-    sub.add_parser("relay", help="publish committed outbox events").set_defaults(fn=_relay)
+    p = sub.add_parser("relay", help="publish committed outbox events")
+    p.add_argument("--health-port", type=int, default=None, help="serve /healthz and /metrics")
+    p.set_defaults(fn=_relay)
     p = sub.add_parser("dispatcher", help="consume a function's queue and invoke it")
     p.add_argument("--function", default="all")
     p.add_argument(
@@ -102,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         help="URL (or name=URL) to POST CloudEvents to; in-process when omitted",
     )
     p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--health-port", type=int, default=None, help="serve /healthz and /metrics")
     p.set_defaults(fn=_dispatcher)
     sub.add_parser("topology", help="declare the RabbitMQ topology").set_defaults(fn=_topology)
     try:

@@ -6,6 +6,7 @@ the result so every module of a process sees the same configuration.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Annotated
 
@@ -43,7 +44,10 @@ def sqlalchemy_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+    # An empty variable means "not set" (compose passes `VAR=` through), falling back to defaults.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/call_downloader"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -130,7 +134,9 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    # SECRETS_DIR: one file per setting (OpenFaaS and Kubernetes mount secrets as files).
+    secrets_dir = os.environ.get("SECRETS_DIR") or None
+    return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
 
 
 def reset_settings() -> None:

@@ -1,28 +1,54 @@
-"""Readiness: PostgreSQL, Redis and RabbitMQ each answer (SPEC 3.5)."""
+"""Readiness: PostgreSQL (with the schema migrated to head), Redis and RabbitMQ answer."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 from sqlalchemy import text
 
+_head_lock = threading.Lock()
+_head: str | None = None
 
-def _check(fn) -> str:  # type: ignore[no-untyped-def]
+
+def _check(fn: Callable[[], None]) -> str:
     try:
         fn()
         return "ok"
     except Exception as exc:  # readiness reports, it never raises
-        return f"error: {type(exc).__name__}"
+        return f"error: {type(exc).__name__}: {str(exc)[:120]}"
+
+
+def migration_head() -> str:
+    """The newest Alembic revision this code expects (read from the scripts once)."""
+    global _head
+    with _head_lock:
+        if _head is None:
+            from alembic.script import ScriptDirectory
+
+            from call_downloader.db.migrate import alembic_config
+
+            _head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert _head is not None
+    return _head
 
 
 def _database() -> None:
     from call_downloader.db.engine import get_engine
 
     with get_engine().connect() as conn:
-        conn.execute(text("SELECT 1"))
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if version != migration_head():
+        # Traffic waits until the migration step has run (Knative holds the revision).
+        raise RuntimeError(f"schema at {version}, code expects {migration_head()}")
 
 
 def _redis() -> None:
+    from call_downloader.config import get_settings
     from call_downloader.storage.redis_client import get_redis
 
+    if not get_settings().redis_url:
+        return  # no cache configured
     get_redis().ping()
 
 

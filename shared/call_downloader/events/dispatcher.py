@@ -119,6 +119,10 @@ class Dispatcher:
             thread.join(timeout)
         self.publisher.close()
 
+    def alive(self) -> bool:
+        """Every consumer thread is running (each reconnects by itself after broker faults)."""
+        return not self.stopped.is_set() and all(t.is_alive() for t in self._threads)
+
     # -- consuming ---------------------------------------------------------------------------
     def _consume_forever(self, function: str) -> None:
         failures = 0

@@ -128,7 +128,8 @@ class Relay:
                 wait = poll if nxt is None else min(poll, nxt)
             except Exception:  # database or broker down: back off, never die
                 failures += 1
-                log.exception("outbox relay error")
+                # The full trace once; then one line per retry until it recovers.
+                log.warning("outbox relay cannot publish (retrying)", exc_info=failures == 1)
                 wait = min(30.0, 0.5 * 2**failures)
             if wait > 0:
                 self._listener.wait(wait)

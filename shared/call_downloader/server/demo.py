@@ -9,11 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from collections import deque
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 log = logging.getLogger("call_downloader.demo")
@@ -85,10 +83,3 @@ class DemoDestination:
         )
         status = 204 if verified else 401
         return Response(status=status)(environ, start_response)
-
-
-def serve_in_thread(app: Any, name: str, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
-    server = make_server(host, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
-    thread.start()
-    return server

@@ -82,7 +82,8 @@ def run() -> int:
 
     from werkzeug.serving import make_server
 
-    from call_downloader.server.demo import DemoDestination, demo_ai_app, serve_in_thread
+    from call_downloader.server.demo import DemoDestination, demo_ai_app
+    from call_downloader.server.ops import serve_in_thread
 
     started_servers = []
     if not settings.ai_url:
