@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/call_downloader"
     redis_url: str = "redis://127.0.0.1:6379/0"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # "rabbitmq", or "database" (embedded mode: the queues are rows of the database).
+    event_transport: str = "rabbitmq"
+    # "redis", or "none" (embedded mode without Redis: no audio cache, in-memory throttling).
+    cache: str = "redis"
     # Prefix of every exchange and queue name: lets several deployments (or test runs) share
     # one broker without seeing each other's events.
     event_namespace: str = "calldl"
@@ -112,6 +116,22 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if value not in {"default", "openai"}:
             raise ValueError("AI_PROTOCOL must be 'default' or 'openai'")
+        return value
+
+    @field_validator("event_transport")
+    @classmethod
+    def _transport(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"rabbitmq", "database"}:
+            raise ValueError("EVENT_TRANSPORT must be 'rabbitmq' or 'database'")
+        return value
+
+    @field_validator("cache")
+    @classmethod
+    def _cache(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"redis", "none"}:
+            raise ValueError("CACHE must be 'redis' or 'none'")
         return value
 
     @field_validator("max_upload_bytes")

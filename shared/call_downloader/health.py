@@ -11,10 +11,19 @@ _head_lock = threading.Lock()
 _head: str | None = None
 
 
+NOT_USED = "not used (embedded mode)"
+
+
+class _NotUsed(Exception):
+    pass
+
+
 def _check(fn: Callable[[], None]) -> str:
     try:
         fn()
         return "ok"
+    except _NotUsed:
+        return NOT_USED
     except Exception as exc:  # readiness reports, it never raises
         return f"error: {type(exc).__name__}: {str(exc)[:120]}"
 
@@ -47,15 +56,23 @@ def _redis() -> None:
     from call_downloader.config import get_settings
     from call_downloader.storage.redis_client import get_redis
 
-    if not get_settings().redis_url:
-        return  # no cache configured
+    if get_settings().cache == "none":
+        raise _NotUsed  # embedded mode without a cache
     get_redis().ping()
 
 
 def _rabbitmq() -> None:
+    from call_downloader.config import get_settings
     from call_downloader.events.broker import check_connection
 
+    if get_settings().event_transport == "database":
+        raise _NotUsed  # embedded mode: the database carries the events
+
     check_connection()
+
+
+def is_ready(checks: dict[str, str]) -> bool:
+    return all(v in ("ok", NOT_USED) for v in checks.values())
 
 
 def readiness() -> dict[str, str]:

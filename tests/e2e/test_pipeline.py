@@ -146,7 +146,7 @@ def test_audio_url_download_reaches_the_destination(server, receiver, audio_host
     assert call["status"] == "delivered", call
     assert call["sha256"] == hashlib.sha256(files["/rec.bin"]).hexdigest()
     # Redirects are refused, and a 404 is a clear 4xx, not a half-written call.
-    before = table_counts()
+    before = table_counts(server)
     for bad in ("/redirect", "/missing"):
         r = httpx.post(
             f"{server.url}/api/v1/calls",
@@ -155,7 +155,7 @@ def test_audio_url_download_reaches_the_destination(server, receiver, audio_host
             timeout=30,
         )
         assert 400 <= r.status_code < 500, (bad, r.status_code, r.text)
-    assert table_counts()["calls"] == before["calls"]
+    assert table_counts(server)["calls"] == before["calls"]
 
 
 @pytest.mark.parametrize(
@@ -175,7 +175,7 @@ def test_ssrf_targets_are_refused_without_a_call(server, url):
     )
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["error"]["code"]
-    assert table_counts()["calls"] == 0
+    assert table_counts(server)["calls"] == 0
 
 
 def test_bad_input_gets_clear_4xx(server):
@@ -211,23 +211,27 @@ def test_bad_input_gets_clear_4xx(server):
     assert r.status_code == 415
     r = httpx.post(url, headers={**h, "Content-Type": "application/json"}, content=b"{bad")
     assert r.status_code == 400
-    assert table_counts() == {"calls": 0, "audio_chunks": 0, "outbox": 0}
+    assert table_counts(server) == {"calls": 0, "audio_chunks": 0, "outbox": 0}
 
 
-def table_counts():
-    from sqlalchemy import text
+def table_counts(server):
+    from sqlalchemy import create_engine, text
 
-    from call_downloader.db.engine import get_engine
+    from call_downloader.config import sqlalchemy_url
 
-    with get_engine().connect() as conn:
-        return {
-            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
-            for t in ("calls", "audio_chunks", "outbox")
-        }
+    engine = create_engine(sqlalchemy_url(server.database_url))
+    try:
+        with engine.connect() as conn:
+            return {
+                t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                for t in ("calls", "audio_chunks", "outbox")
+            }
+    finally:
+        engine.dispose()
 
 
-def test_oversized_upload_is_413(tmp_path, database_url, db, fake_ai, receiver):
-    srv = start_server(tmp_path, database_url, fake_ai, receiver, MAX_UPLOAD_BYTES="50000")
+def test_oversized_upload_is_413(tmp_path, database_url, db, fake_ai, receiver, mode):
+    srv = start_server(tmp_path, database_url, fake_ai, receiver, mode, MAX_UPLOAD_BYTES="50000")
     try:
         big = make_fixture(ALL_KINDS[0]).read_bytes()
         big = big + b"\0" * max(0, 60000 - len(big))
@@ -271,12 +275,14 @@ def test_oversized_upload_is_413(tmp_path, database_url, db, fake_ai, receiver):
         stop_server(srv)
 
 
-def test_async_ai_and_flaky_systems_still_deliver_everything(tmp_path, database_url, db, receiver):
+def test_async_ai_and_flaky_systems_still_deliver_everything(
+    tmp_path, database_url, db, receiver, mode
+):
     from fakes import FakeAI
 
     ai = FakeAI(fail_rate=0.3, mode="async").start()
     receiver.fail_rate = 0.3
-    srv = start_server(tmp_path, database_url, ai, receiver)
+    srv = start_server(tmp_path, database_url, ai, receiver, mode)
     try:
         path = make_fixture(ALL_KINDS[0])
         ids = []

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from call_downloader.config import get_settings, sqlalchemy_url
@@ -23,7 +24,9 @@ _sessionmaker: sessionmaker[Session] | None = None
 def build_engine(url: str) -> Engine:
     url = sqlalchemy_url(url)
     if url.startswith("sqlite"):
-        return create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
     return create_engine(
         url,
         pool_size=10,
@@ -31,6 +34,20 @@ def build_engine(url: str) -> Engine:
         pool_pre_ping=True,  # a restarted PostgreSQL costs one retry, not an error
         pool_recycle=1800,
     )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the one writer; the busy timeout makes writers queue
+    # instead of failing; foreign keys are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "foreign_keys=ON",
+        "busy_timeout=60000",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
 
 
 def get_engine() -> Engine:

@@ -15,6 +15,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
 from call_downloader.http.errors import ApiError, api_error_response, error_response
+from call_downloader.observability.context import bind
+from call_downloader.observability.endpoints import set_route
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,10 @@ class Router:
     def __call__(self, request: flask.Request) -> Any:
         adapter = self._map.bind_to_environ(request.environ)
         try:
-            endpoint, args = adapter.match()
+            rule, args = adapter.match(return_rule=True)
+            endpoint = rule.endpoint
+            set_route(rule.rule)  # metrics label: the rule, never the raw path
+            bind(call_id=args.get("call_id"))
         except NotFound:
             return error_response(404, "not_found", "no such endpoint")
         except MethodNotAllowed as exc:
@@ -66,10 +71,10 @@ def _healthz(request: flask.Request) -> Any:
 
 
 def _readyz(request: flask.Request) -> Any:
-    from call_downloader.health import readiness
+    from call_downloader.health import is_ready, readiness
 
     checks = readiness()
-    ok = all(v == "ok" for v in checks.values())
+    ok = is_ready(checks)
     return flask.make_response(
         {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
     )

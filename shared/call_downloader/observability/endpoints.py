@@ -1,15 +1,35 @@
-"""Operational routes every function container serves: /healthz, /readyz and /metrics.
+"""Operational routes every function container serves (/healthz, /readyz, /metrics), and the
+per-request instrumentation of its Flask app.
 
 functions-framework routes only POST to a CloudEvent function; a function's main.py calls
-`install()` while functions-framework loads it (inside the app context) to add these.
+`install()` while functions-framework loads it (inside the app context) to add the routes and
+the request hooks:
+- a log scope per request: function, route, the trace from `traceparent` (or the binary
+  CloudEvent's `ce-traceparent`, with `ce-id` and `ce-subject`), a new trace when none came;
+- calldl_http_requests_total / _duration_seconds / _in_progress by function and route (the
+  matched rule: the Router's rule, else Flask's), method and status;
+- one access log line per request (debug level for the probes and /metrics).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
 import flask
 
-from call_downloader.health import readiness
-from call_downloader.observability.metrics import render
+from call_downloader.health import is_ready, readiness
+from call_downloader.observability import context
+from call_downloader.observability.metrics import m, method_label, render
+
+log = logging.getLogger("call_downloader.http")
+
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+UNMATCHED = "unmatched"
 
 
 def healthz() -> flask.Response:
@@ -18,7 +38,7 @@ def healthz() -> flask.Response:
 
 def readyz() -> flask.Response:
     checks = readiness()
-    ok = all(v == "ok" for v in checks.values())
+    ok = is_ready(checks)
     response = flask.jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
     response.status_code = 200 if ok else 503
     return response
@@ -29,13 +49,123 @@ def metrics() -> flask.Response:
     return flask.Response(body, 200, content_type=content_type)
 
 
-def install() -> None:
-    """Add the routes to the functions-framework app being built (no-op elsewhere, e.g. when
-    the dispatcher imports the function in-process)."""
+def metrics_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """/metrics as a bare WSGI app (the `make run` gateway, the workers' ops port)."""
+    body, content_type = render()
+    start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def set_route(rule: str | None) -> None:
+    """The route label of the current request (the Router calls this with its matched rule)."""
+    if flask.has_request_context():
+        flask.g.calldl_route = rule or UNMATCHED
+        context.bind(route=flask.g.calldl_route)
+
+
+def _function_name(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    # functions/<name>/main.py calls install(): the folder is the function's name.
+    caller = sys._getframe(2).f_globals.get("__file__")
+    if caller and Path(caller).name == "main.py":
+        return Path(caller).parent.name
+    return os.environ.get("K_SERVICE") or os.environ.get("FUNCTION_TARGET") or "unknown"
+
+
+def _before(function: str) -> None:
+    headers = flask.request.headers
+    fields: dict[str, Any] = {"function": function}
+    incoming = context.valid_traceparent(headers.get("traceparent")) or context.valid_traceparent(
+        headers.get("ce-traceparent")
+    )
+    fields["traceparent"] = incoming or context.new_traceparent()
+    if headers.get("ce-id"):  # a binary-mode CloudEvent (trigger or dispatcher)
+        fields["event_id"] = headers.get("ce-id")
+        fields["event_type"] = headers.get("ce-type")
+        fields["call_id"] = headers.get("ce-subject")
+    g = flask.g
+    g.calldl_scope = context.open_scope(**fields)
+    g.calldl_started = time.perf_counter()
+    g.calldl_function = function
+    m().http_in_progress.labels(function).inc()
+
+
+def _route() -> str:
+    route = getattr(flask.g, "calldl_route", None)
+    if route:
+        return str(route)
+    rule = flask.request.url_rule
+    return rule.rule if rule is not None else UNMATCHED
+
+
+def _after(response: flask.Response) -> flask.Response:
+    g = flask.g
+    started = getattr(g, "calldl_started", None)
+    if started is None:
+        return response
+    function = g.calldl_function
+    route, method = _route(), method_label(flask.request.method)
+    seconds = time.perf_counter() - started
+    status = response.status_code
+    m().http_requests.labels(function, route, method, str(status)).inc()
+    m().http_duration.labels(function, route, method).observe(seconds)
+    g.calldl_observed = True
+    level = logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "%s %s %d",
+            flask.request.method,
+            route,
+            status,
+            extra={
+                "method": method,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 1),
+            },
+        )
+    return response
+
+
+def _teardown(exc: BaseException | None) -> None:
+    g = flask.g
+    function = getattr(g, "calldl_function", None)
+    if function is None:
+        return
+    if not getattr(g, "calldl_observed", False):  # no response was produced
+        route, method = _route(), method_label(flask.request.method)
+        m().http_requests.labels(function, route, method, "500").inc()
+        m().http_duration.labels(function, route, method).observe(
+            time.perf_counter() - g.calldl_started
+        )
+    m().http_in_progress.labels(function).dec()
+    g.calldl_function = None
+    token = getattr(g, "calldl_scope", None)
+    if token is not None:
+        context.close_scope(token)
+        g.calldl_scope = None
+
+
+def install(function: str | None = None) -> None:
+    """Add the routes and request hooks to the functions-framework app being built (no-op
+    elsewhere, e.g. when the dispatcher imports the function in-process)."""
     if not flask.has_app_context():
         return
     app = flask.current_app
+    name = _function_name(function)
+    if not logging.getLogger().handlers:
+        # functions-framework configures no logging: JSON lines, as every other process.
+        from call_downloader.observability.logs import configure
+
+        configure()
     for path, view in (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)):
         endpoint = f"cd_ops{path.replace('/', '_')}"
         if endpoint not in app.view_functions:
             app.add_url_rule(path, endpoint, view, methods=["GET"])
+    if app.config.get("CALLDL_INSTRUMENTED"):
+        return
+    app.config["CALLDL_INSTRUMENTED"] = name
+    app.before_request(lambda: _before(name))
+    app.after_request(_after)
+    app.teardown_request(_teardown)

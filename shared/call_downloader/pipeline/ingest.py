@@ -33,6 +33,8 @@ from call_downloader.db.models import Call, CallStatus, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
+from call_downloader.observability import context as obs_context
+from call_downloader.observability import metrics
 from call_downloader.pipeline.common import record
 from call_downloader.pipeline.views import call_json
 from call_downloader.security.identity import Identity
@@ -113,6 +115,8 @@ class AudioSink:
 
     def __post_init__(self) -> None:
         self._writer = audio_store.ChunkWriter(self.session, self.call_id)
+        if get_settings().cache == "none":
+            self._cache = None  # nothing would keep it
 
     def write(self, data: bytes) -> None:
         if not data:
@@ -241,6 +245,7 @@ def _commit_call(
         {"call_id": str(call.id), "format": sink.format, "size_bytes": sink.size},
         traceparent=traceparent,
     )
+    metrics.call_received(session, sink.size, req.origin)
 
 
 def _new_call(session: Session, req: IngestRequest) -> Call:
@@ -256,6 +261,7 @@ def _new_call(session: Session, req: IngestRequest) -> Call:
     )
     session.add(call)
     session.flush()  # the chunks reference it
+    obs_context.bind(call_id=call.id)  # the request's log lines name the call from here on
     return call
 
 
@@ -293,7 +299,7 @@ def _ingest_upload(
     early = _check_idempotency_first(identity, idempotency_key, None)
     if early is not None:
         return early
-    traceparent = request.headers.get("traceparent")
+    traceparent = obs_context.traceparent(request.headers.get("traceparent"))
     try:
         with unit_of_work() as session:
             req = IngestRequest(identity, None, idempotency_key, {}, "upload")
@@ -389,7 +395,7 @@ def _ingest_url(
     early = _check_idempotency_first(identity, idempotency_key, external_id)
     if early is not None:
         return early
-    traceparent = request.headers.get("traceparent")
+    traceparent = obs_context.traceparent(request.headers.get("traceparent"))
     limit = settings.max_upload_bytes
     policy = Policy.public_only(settings.audio_url_allowlist)
     try:

@@ -153,8 +153,9 @@ class LoginThrottle:
 
     def _warn(self, exc: Exception) -> None:
         self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-        log.warning("login throttle: Redis unavailable (%s); using local counters",
-                    type(exc).__name__)
+        if type(exc).__name__ != "CacheDisabled":  # embedded mode without Redis: expected
+            log.warning("login throttle: Redis unavailable (%s); using local counters",
+                        type(exc).__name__)
 
     def retry_after(self, username: str, address: str) -> int | None:
         """Seconds until a login for this account/address may be tried again; None if allowed."""

@@ -232,7 +232,8 @@ _redis_down_until = 0.0
 def _redis_failed(exc: Exception, what: str) -> None:
     global _redis_down_until
     _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-    log.warning("%s: Redis unavailable (%s)", what, type(exc).__name__)
+    if type(exc).__name__ != "CacheDisabled":  # embedded mode without Redis: expected
+        log.warning("%s: Redis unavailable (%s)", what, type(exc).__name__)
 
 
 def deny_access_token(claims: AccessClaims) -> bool:

@@ -62,10 +62,10 @@ class Gateway:
         if path == "/healthz":
             return _json(start_response, "200 OK", {"status": "ok"})
         if path == "/readyz":
-            from call_downloader.health import readiness
+            from call_downloader.health import is_ready, readiness
 
             checks = readiness()
-            ok = all(v == "ok" for v in checks.values())
+            ok = is_ready(checks)
             return _json(
                 start_response,
                 "200 OK" if ok else "503 Service Unavailable",
@@ -105,4 +105,7 @@ def build_gateway(ui_dir: Path | None = None) -> Gateway:
     for folder, target in HTTP_FUNCTIONS.items():
         if (repo_root() / "functions" / folder / "main.py").exists():
             apps[folder] = function_app(folder, target)
-    return Gateway(apps, ui_dir)
+    from call_downloader.observability.endpoints import metrics_wsgi
+
+    # /metrics: every function of this process (they all run in it), like each container's.
+    return Gateway(apps, ui_dir, extra={"/metrics": metrics_wsgi})

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -62,6 +63,40 @@ def prepare_environment() -> dict[str, str]:
     return filled
 
 
+def _answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def choose_backends() -> list[str]:
+    """Use PostgreSQL, Redis and RabbitMQ when configured or answering on their default local
+    ports; stand in for each missing one (embedded mode). Returns what was chosen, to print."""
+    data_dir = Path(os.environ.get("DATA_DIR", ".data")).resolve()
+    notes: list[str] = []
+    if not os.environ.get("DATABASE_URL") and not _answers("127.0.0.1", 5432):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["DATABASE_URL"] = f"sqlite:///{data_dir / 'call-downloader.db'}"
+        notes.append(
+            f"database: SQLite file {data_dir / 'call-downloader.db'} "
+            "(calls and audio; survives restarts)"
+        )
+    if not os.environ.get("REDIS_URL") and not _answers("127.0.0.1", 6379):
+        os.environ["CACHE"] = "none"
+        notes.append("cache: none (no Redis)")
+    if not os.environ.get("RABBITMQ_URL") and not _answers("127.0.0.1", 5672):
+        os.environ["EVENT_TRANSPORT"] = "database"
+        os.environ.setdefault("OUTBOX_POLL_SECONDS", "0.2")
+        notes.append(
+            "events: carried in-process through the database "
+            "(same retries, delays and dead letters as on RabbitMQ)"
+        )
+    reset_settings()
+    return notes
+
+
 def configure_logging() -> None:
     from call_downloader.observability.logs import configure
 
@@ -70,11 +105,20 @@ def configure_logging() -> None:
 
 def run() -> int:
     configure_logging()
+    embedded = choose_backends()
     filled = prepare_environment()
     settings = get_settings()
     port = settings.port
     host = os.environ.get("HOST", "127.0.0.1")
     print(f"Call Downloader starting on http://{host}:{port}", flush=True)
+    if embedded:
+        print(
+            "EMBEDDED MODE (fine for trying it, development or one small site; use real "
+            "PostgreSQL, Redis and RabbitMQ in production):",
+            flush=True,
+        )
+        for note in embedded:
+            print(f"  {note}", flush=True)
 
     from call_downloader.db.migrate import upgrade
 
@@ -104,8 +148,16 @@ def run() -> int:
     if not os.environ.get("PUBLIC_BASE_URL"):
         os.environ["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
     reset_settings()
+    from call_downloader.observability.logs import register_configured_secrets
+
+    register_configured_secrets()  # the generated ones too: never in a log line
 
     from call_downloader.events.broker import declare_topology
+    from call_downloader.events.dbqueue import (
+        DatabaseDispatcher,
+        DatabasePublisher,
+        release_all_leases,
+    )
     from call_downloader.events.dispatcher import EVENT_FUNCTIONS, Dispatcher, in_process_invoker
     from call_downloader.events.relay import Relay
     from call_downloader.pipeline.destinations import ensure_config_destination
@@ -114,12 +166,18 @@ def run() -> int:
 
     ensure_admin_user()
     ensure_config_destination()
-    declare_topology()
-
-    relay = Relay()
+    invokers = {name: in_process_invoker(name) for name in EVENT_FUNCTIONS}
+    dispatcher: Dispatcher | DatabaseDispatcher
+    if settings.event_transport == "database":
+        release_all_leases()  # work interrupted by the last stop is due again
+        relay = Relay(publisher=DatabasePublisher())  # type: ignore[arg-type]
+        dispatcher = DatabaseDispatcher(invokers)
+    else:
+        declare_topology()
+        relay = Relay()
+        dispatcher = Dispatcher(invokers)
     relay_thread = threading.Thread(target=relay.run, name="outbox-relay", daemon=True)
     relay_thread.start()
-    dispatcher = Dispatcher({name: in_process_invoker(name) for name in EVENT_FUNCTIONS})
     dispatcher.start()
 
     ui_dir = Path(__file__).resolve().parents[3] / "frontend" / "dist"

@@ -76,8 +76,12 @@ def _cache_key(call_id: uuid.UUID) -> str:
     return key("audio", str(call_id))
 
 
+def _cache_enabled() -> bool:
+    return get_settings().cache != "none"
+
+
 def cache_put(call_id: uuid.UUID, data: bytes) -> None:
-    if len(data) > CACHE_MAX_BYTES:
+    if len(data) > CACHE_MAX_BYTES or not _cache_enabled():
         return
     try:
         get_redis().set(_cache_key(call_id), data, ex=get_settings().audio_cache_ttl_seconds)
@@ -86,6 +90,8 @@ def cache_put(call_id: uuid.UUID, data: bytes) -> None:
 
 
 def cache_get(call_id: uuid.UUID) -> bytes | None:
+    if not _cache_enabled():
+        return None
     try:
         value = get_redis().get(_cache_key(call_id))
     except Exception as exc:
@@ -95,6 +101,8 @@ def cache_get(call_id: uuid.UUID) -> bytes | None:
 
 
 def cache_drop(call_id: uuid.UUID) -> None:
+    if not _cache_enabled():
+        return
     try:
         get_redis().delete(_cache_key(call_id))
     except Exception:  # expires by itself anyway

@@ -13,8 +13,14 @@ _lock = threading.Lock()
 _client: redis.Redis | None = None
 
 
+class CacheDisabled(RuntimeError):
+    """CACHE=none: there is no Redis; callers treat it like Redis being down."""
+
+
 def get_redis() -> redis.Redis:
     global _client
+    if get_settings().cache == "none":
+        raise CacheDisabled("no cache configured (CACHE=none)")
     if _client is None:
         with _lock:
             if _client is None:
