@@ -27,6 +27,8 @@ from cloudevents.http import CloudEvent
 from call_downloader.config import get_settings
 from call_downloader.events import types as ev
 from call_downloader.events.broker import Publisher, Topology, connect, topology
+from call_downloader.observability.context import bind, in_scope
+from call_downloader.observability.instrument import dispatched, event_fields
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,7 @@ class Dispatcher:
                 if conn in self._connections:
                     self._connections.remove(conn)
 
+    @in_scope
     def _handle(
         self,
         conn: pika.BlockingConnection,
@@ -184,8 +187,10 @@ class Dispatcher:
         except ev.MalformedEvent as exc:
             log.error("poison message on %s: %s", function, exc)
             self._dead_letter(function, body, headers, f"malformed: {exc}")
+            dispatched(function, None, "poison")
             self._ack(conn, channel, tag)
             return
+        bind(function=function, **event_fields(event))  # this message's log lines
         started = time.monotonic()
         try:
             self.invokers[function](event)
@@ -201,6 +206,7 @@ class Dispatcher:
             try:
                 if attempt >= self.max_attempts:
                     self._dead_letter(function, body, headers, repr(exc)[:500])
+                    dispatched(function, event["type"], "dead_letter", time.monotonic() - started)
                 else:
                     headers[ATTEMPT_HEADER] = attempt
                     self.publisher.publish(
@@ -210,13 +216,16 @@ class Dispatcher:
                         headers=headers,
                         message_id=event["id"],
                     )
+                    dispatched(function, event["type"], "retry", time.monotonic() - started)
             except Exception:  # could not park it: let RabbitMQ redeliver it instead
                 log.exception("could not schedule a retry; requeueing")
                 self._nack(conn, channel, tag)
+                dispatched(function, event["type"], "requeued")
                 return
             self._ack(conn, channel, tag)
             return
         log.debug("%s handled %s in %.3fs", function, event["id"], time.monotonic() - started)
+        dispatched(function, event["type"], "ok", time.monotonic() - started)
         self._ack(conn, channel, tag)
 
     def _dead_letter(self, function: str, body: bytes, headers: dict[str, Any], why: str) -> None:

@@ -20,6 +20,8 @@ from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import OutboxEvent
 from call_downloader.events import outbox
 from call_downloader.events.broker import Publisher, PublishError, Topology, topology
+from call_downloader.observability import metrics
+from call_downloader.observability import state as state_metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,11 @@ def publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> int:
                 )
             except PublishError:
                 row.publish_attempts += 1
+                metrics.outbox_publish_failed()
                 log.warning("outbox publish failed; will retry", extra={"event_id": str(row.id)})
                 break  # keep order; the broker is likely down: back off
             row.published_at = datetime.now(UTC)
+            metrics.outbox_published(row.type, row.available_at)
             published += 1
         return published
 
@@ -115,6 +119,7 @@ class Relay:
         self._listener = _Listener()
 
     def run(self) -> None:
+        state_metrics.enable()  # this process's /metrics exports the outbox backlog gauges
         topo = topology()
         poll = get_settings().outbox_poll_seconds
         failures = 0

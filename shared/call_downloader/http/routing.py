@@ -42,6 +42,7 @@ class Router:
 
     def __call__(self, request: flask.Request) -> Any:
         adapter = self._map.bind_to_environ(request.environ)
+        set_route(None)  # "unmatched" unless a rule matches
         try:
             rule, args = adapter.match(return_rule=True)
             endpoint = rule.endpoint

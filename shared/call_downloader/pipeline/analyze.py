@@ -15,6 +15,8 @@ from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import Call, CallStatus, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
+from call_downloader.observability import metrics
+from call_downloader.observability.instrument import note_skipped, observe_event
 from call_downloader.pipeline.common import (
     already_processed,
     call_id_of,
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 CONSUMER = "analyze-duration"
 
 
+@observe_event(CONSUMER)
 def handle(event: CloudEvent) -> None:
     call_id = call_id_of(event)
     event_id = str(event["id"])
@@ -40,6 +43,7 @@ def handle(event: CloudEvent) -> None:
         call = session.get(Call, call_id)
         if call is None or call.status != CallStatus.RECEIVED:
             mark_processed(session, CONSUMER, event_id)  # gone or already measured
+            note_skipped()
             return
         fmt = call.format
 
@@ -69,6 +73,9 @@ def handle(event: CloudEvent) -> None:
         call.bitrate = info.bitrate
         call.status = CallStatus.ANALYZED
         call.analyzed_at = utcnow()
+        metrics.stage_reached(
+            session, "analyzed", call.received_at, call.analyzed_at, call.duration_seconds
+        )
         record(
             session,
             call.id,

@@ -21,6 +21,9 @@ from call_downloader.db.models import AiResult, Call, CallStatus, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.net.backoff import backoff_delay
+from call_downloader.observability import context as obs_context
+from call_downloader.observability import metrics
+from call_downloader.observability.instrument import note_skipped, observe_event
 from call_downloader.pipeline import ai_callback
 from call_downloader.pipeline.common import (
     already_processed,
@@ -77,6 +80,9 @@ def store_result(session: Session, call: Call, result: Any, trace: str | None, v
     call.ai_callback_jti = None
     call.status = CallStatus.PROCESSED
     call.processed_at = utcnow()
+    metrics.stage_reached(
+        session, "processed", call.received_at, call.processed_at, call.duration_seconds
+    )
     call.error_stage = call.error_reason = call.error_detail = None
     record(session, call.id, STAGE, "result_stored", version=version, via=via)
     outbox.add_event(
@@ -88,6 +94,7 @@ def store_result(session: Session, call: Call, result: Any, trace: str | None, v
     )
 
 
+@observe_event(CONSUMER)
 def handle(event: CloudEvent) -> None:
     call_id = call_id_of(event)
     event_id, event_type, trace = str(event["id"]), str(event["type"]), traceparent_of(event)
@@ -99,6 +106,7 @@ def handle(event: CloudEvent) -> None:
         call = lock_call(session, call_id)
         if not _wants_ai(call, data, event_type):
             mark_processed(session, CONSUMER, event_id)
+            note_skipped()
             return
         assert call is not None
         if event_type == ev.AI_RETRY and call.ai_callback_jti is not None:
@@ -127,6 +135,8 @@ def handle(event: CloudEvent) -> None:
                 path, filename, content_type, metadata, ai_callback.callback_url(token)
             )
     took_ms = round((utcnow() - started).total_seconds() * 1000, 1)
+    if settings.ai_url:
+        metrics.ai_request(outcome.kind, took_ms / 1000)
 
     with unit_of_work() as session:
         if already_processed(session, CONSUMER, event_id):
@@ -183,6 +193,7 @@ def handle(event: CloudEvent) -> None:
                 reason=(outcome.reason or "")[:300],
                 retry_in_seconds=round(delay, 2),
             )
+            metrics.ai_retry_scheduled(session)
             outbox.add_event(
                 session,
                 ev.AI_RETRY,
@@ -202,7 +213,9 @@ def accept_callback(token: str, result: Any) -> tuple[int, str]:
         call = lock_call(session, claims.call_id)
         if call is None or call.ai_run != claims.run or call.ai_callback_jti != claims.jti:
             return 409, "this callback is not expected (already received or superseded)"
-        store_result(session, call, result, call_trace(session, call), via="callback")
+        trace = call_trace(session, call)
+        obs_context.bind(call_id=call.id, traceparent=trace)  # log lines follow the call's trace
+        store_result(session, call, result, trace, via="callback")
         record(session, call.id, STAGE, "ai_callback_received")
     return 200, "result stored"
 

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from call_downloader.db.models import Call, CallStatus, ProcessedEvent, TimelineEntry, utcnow
 from call_downloader.events import types as ev
+from call_downloader.observability import metrics
+from call_downloader.observability.instrument import note_skipped
 
 
 class PermanentError(Exception):
@@ -23,7 +25,10 @@ class PermanentError(Exception):
 
 
 def already_processed(session: Session, consumer: str, event_id: str) -> bool:
-    return session.get(ProcessedEvent, (consumer, event_id)) is not None
+    done = session.get(ProcessedEvent, (consumer, event_id)) is not None
+    if done:
+        note_skipped()  # a duplicate: counted as outcome "skipped"
+    return done
 
 
 def mark_processed(session: Session, consumer: str, event_id: str) -> None:
@@ -57,6 +62,7 @@ def fail_call(
     call.error_reason = reason
     call.error_detail = detail[:2000]
     record(session, call.id, stage, "failed", reason=reason, detail=detail[:500])
+    metrics.call_failed(session, stage, reason)
 
 
 def call_id_of(event: CloudEvent) -> uuid.UUID:

@@ -33,6 +33,8 @@ from call_downloader.events import types as ev
 from call_downloader.net.backoff import backoff_delay
 from call_downloader.net.ssrf import Policy
 from call_downloader.net.webhooks import post_webhook, sign_headers
+from call_downloader.observability import metrics
+from call_downloader.observability.instrument import note_skipped, observe_event
 from call_downloader.pipeline.common import (
     already_processed,
     call_id_of,
@@ -54,6 +56,7 @@ def new_webhook_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
+@observe_event(CONSUMER)
 def handle(event: CloudEvent) -> None:
     if event["type"] == ev.CALL_PROCESSED:
         _fan_out(event)
@@ -73,6 +76,7 @@ def _fan_out(event: CloudEvent) -> None:
         mark_processed(session, CONSUMER, event_id)
         call = session.get(Call, call_id)
         if call is None or call.result_version != version:
+            note_skipped()
             return  # superseded by a newer result
         destinations = enabled_destinations(session)
         if not destinations:
@@ -124,6 +128,7 @@ def _attempt(event: CloudEvent) -> None:
             or delivery.round != round_no
             or delivery.attempts != attempt_no - 1
         ):
+            note_skipped()
             return  # stale or duplicate: that attempt happened already
         dest: Destination = delivery.destination
         call = session.get(Call, delivery.call_id)
@@ -166,6 +171,7 @@ def _attempt(event: CloudEvent) -> None:
                 )
                 delivery.last_error = "destination disabled"
                 _retry_or_dead_letter(session, delivery, attempt_no, None, trace)
+                metrics.delivery_attempt_done(session, delivery, None)
                 return
             session.add(
                 DeliveryAttempt(
@@ -188,6 +194,7 @@ def _attempt(event: CloudEvent) -> None:
                 _dead_letter(session, delivery, "destination answered 410 Gone", trace)
             else:
                 _retry_or_dead_letter(session, delivery, attempt_no, outcome.retry_after, trace)
+            metrics.delivery_attempt_done(session, delivery, outcome)
     except IntegrityError:
         raise  # concurrent duplicate: the trigger retries and then finds the attempt recorded
 
@@ -271,4 +278,5 @@ def _maybe_call_delivered(session: Any, delivery: Delivery, trace: str | None) -
     if pending is None and call.status in (CallStatus.PROCESSED, CallStatus.FAILED):
         call.status = CallStatus.DELIVERED
         call.delivered_at = utcnow()
+        metrics.stage_reached(session, "delivered", call.received_at, call.delivered_at)
         call.error_stage = call.error_reason = call.error_detail = None

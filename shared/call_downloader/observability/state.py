@@ -1,0 +1,183 @@
+"""Gauges read from PostgreSQL at scrape time: the outbox backlog, calls waiting in each
+non-final status (and how long the oldest has waited), pending and dead deliveries.
+
+Served by the process that owns the outbox (the relay, and `make run`), so the numbers are
+exported once, not by every function. The queries use the indexes on (published_at,
+available_at), (status, received_at) and (status, updated_at) and only touch unfinished rows;
+each scrape runs them in one short read-only transaction with a statement timeout, and the
+result is cached briefly so several scrapers cost one query. A database error exports
+`calldl_state_up 0` instead of failing the scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from call_downloader.observability.metrics import event_type_label
+
+log = logging.getLogger(__name__)
+
+WAITING_STATUSES = ("received", "analyzed", "processing", "processed")
+
+_OUTBOX_SQL = """
+SELECT type,
+       count(*) AS unpublished,
+       count(*) FILTER (WHERE available_at <= now()) AS due,
+       min(available_at) FILTER (WHERE available_at <= now()) AS oldest_due
+FROM outbox WHERE published_at IS NULL GROUP BY type
+"""
+_CALLS_SQL = """
+SELECT status, count(*) AS n, min(updated_at) AS oldest
+FROM calls WHERE status IN ('received', 'analyzed', 'processing', 'processed') GROUP BY status
+"""
+_DELIVERIES_SQL = """
+SELECT status, count(*) AS n, min(updated_at) AS oldest
+FROM deliveries WHERE status IN ('pending', 'dead') GROUP BY status
+"""
+
+
+def _age(ts: datetime | None, now: datetime) -> float:
+    if ts is None:
+        return 0.0
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return max(0.0, (now - ts).total_seconds())
+
+
+def query_state(connect: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """The raw numbers (tests read them too)."""
+    from sqlalchemy import text
+
+    if connect is None:
+        from call_downloader.db.engine import get_engine
+
+        connect = get_engine().connect
+    with connect() as conn:
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SET LOCAL statement_timeout = '3s'"))
+                conn.execute(text("SET TRANSACTION READ ONLY"))
+            outbox = conn.execute(text(_OUTBOX_SQL)).all()
+            calls = conn.execute(text(_CALLS_SQL)).all()
+            deliveries = conn.execute(text(_DELIVERIES_SQL)).all()
+            now = datetime.now(UTC)
+    return {"now": now, "outbox": outbox, "calls": calls, "deliveries": deliveries}
+
+
+class StateCollector(Collector):
+    def __init__(self, cache_seconds: float = 5.0, connect: Callable[[], Any] | None = None):
+        self.cache_seconds = cache_seconds
+        self._connect = connect
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[GaugeMetricFamily]] | None = None
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self.cache_seconds:
+                self._cached = (now, self._families())
+            return list(self._cached[1])
+
+    def _families(self) -> list[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "calldl_state_up", "1 when the last database state query succeeded, else 0."
+        )
+        started = time.monotonic()
+        try:
+            state = query_state(self._connect)
+        except Exception as exc:  # the scrape must answer even when the database does not
+            log.warning("state metrics query failed: %s", exc)
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        took = GaugeMetricFamily(
+            "calldl_state_query_duration_seconds", "How long the state query took."
+        )
+        took.add_metric([], time.monotonic() - started)
+        now = state["now"]
+
+        unpublished = GaugeMetricFamily(
+            "calldl_outbox_unpublished_events",
+            "Outbox events not yet published (due now or scheduled later), by type.",
+            labels=["type"],
+        )
+        due = GaugeMetricFamily(
+            "calldl_outbox_due_events",
+            "Outbox events due now and not yet published (the relay's backlog), by type.",
+            labels=["type"],
+        )
+        oldest_due = GaugeMetricFamily(
+            "calldl_outbox_oldest_due_age_seconds",
+            "How long the oldest due, unpublished outbox event has waited (0: none).",
+        )
+        per_type: dict[str, list[float]] = {}
+        oldest: datetime | None = None
+        for row in state["outbox"]:
+            counts = per_type.setdefault(event_type_label(row.type), [0, 0])
+            counts[0] += row.unpublished
+            counts[1] += row.due
+            if row.oldest_due is not None:
+                ts = row.oldest_due if row.oldest_due.tzinfo else row.oldest_due.replace(tzinfo=UTC)
+                oldest = ts if oldest is None or ts < oldest else oldest
+        for type_, (n_unpublished, n_due) in sorted(per_type.items()):
+            unpublished.add_metric([type_], n_unpublished)
+            due.add_metric([type_], n_due)
+        oldest_due.add_metric([], _age(oldest, now))
+
+        calls = GaugeMetricFamily(
+            "calldl_calls_waiting",
+            "Calls in a non-final status (received, analyzed, processing, processed).",
+            labels=["status"],
+        )
+        calls_age = GaugeMetricFamily(
+            "calldl_calls_oldest_waiting_age_seconds",
+            "Age of the oldest call in this status since its last change (0: none).",
+            labels=["status"],
+        )
+        by_status = {row.status: row for row in state["calls"]}
+        for status in WAITING_STATUSES:
+            row = by_status.get(status)
+            calls.add_metric([status], row.n if row else 0)
+            calls_age.add_metric([status], _age(row.oldest, now) if row else 0.0)
+
+        deliveries = GaugeMetricFamily(
+            "calldl_deliveries",
+            "Deliveries pending (retries to come) and dead (dead-lettered, awaiting an "
+            "operator's replay).",
+            labels=["status"],
+        )
+        pending_age = GaugeMetricFamily(
+            "calldl_deliveries_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery since its last change (0: none).",
+        )
+        by_delivery = {row.status: row for row in state["deliveries"]}
+        for status in ("pending", "dead"):
+            row = by_delivery.get(status)
+            deliveries.add_metric([status], row.n if row else 0)
+        pending = by_delivery.get("pending")
+        pending_age.add_metric([], _age(pending.oldest, now) if pending else 0.0)
+        return [up, took, unpublished, due, oldest_due, calls, calls_age, deliveries, pending_age]
+
+
+_collector: StateCollector | None = None
+_lock = threading.Lock()
+
+
+def enable() -> StateCollector:
+    """Export the state gauges from this process's /metrics (idempotent)."""
+    global _collector
+    from call_downloader.observability.metrics import add_collector
+
+    with _lock:
+        if _collector is None:
+            _collector = StateCollector()
+        add_collector(_collector)
+        return _collector
