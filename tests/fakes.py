@@ -45,6 +45,7 @@ class FakeAI(_Server):
     seed: int = 7
     received: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     requests: int = 0
+    paths: list[str] = field(default_factory=list)
     failures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,6 +62,7 @@ class FakeAI(_Server):
         call_id = meta.get("call_id", "openai")
         with self._lock:
             self.requests += 1
+            self.paths.append(request.path)
             fail = self._rng.random() < self.fail_rate
             if fail:
                 self.failures += 1

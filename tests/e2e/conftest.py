@@ -127,6 +127,7 @@ def start_server(
         raise AssertionError("server not ready:\n" + log_path.read_text())
     server = RunningServer(url, proc, log_path, (env["ADMIN_USERNAME"], env["ADMIN_PASSWORD"]))
     server.database_url = database_url
+    server.namespace = env["EVENT_NAMESPACE"]
     server.mode = mode
     server.start_args = (tmp_path, ai, receiver, mode, extra_env)
     return server
@@ -139,6 +140,27 @@ def stop_server(server: RunningServer) -> None:
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait(10)
+    delete_namespace_queues(server.namespace)
+
+
+def delete_namespace_queues(namespace: str) -> None:
+    """Remove the run's exchange and queues: hundreds of leftover quorum queues would slow
+    every later RabbitMQ restart on this machine."""
+    from call_downloader.events.broker import Topology, connect
+
+    try:
+        conn = connect()
+    except Exception:
+        return  # RabbitMQ not running (embedded mode test or a drill): nothing to clean
+    try:
+        Topology(namespace).delete(conn.channel())
+    except Exception:
+        pass
+    finally:
+        try:
+            conn.close()
+        except Exception:
+            pass
 
 
 @pytest.fixture

@@ -298,3 +298,20 @@ def test_async_ai_and_flaky_systems_still_deliver_everything(
     finally:
         stop_server(srv)
         ai.stop()
+
+
+def test_openai_compatible_ai(tmp_path, database_url, db, fake_ai, receiver, mode):
+    srv = start_server(tmp_path, database_url, fake_ai, receiver, mode,
+                       AI_URL=fake_ai.url, AI_PROTOCOL="openai", AI_MODEL="whisper-test")
+    try:
+        path = make_fixture(ALL_KINDS[0])
+        r = post_file(srv, path, external_id="openai-1")
+        assert r.status_code == 202, r.text
+        call = wait_final(srv, r.json()["id"])
+        assert call["status"] == "delivered", call
+        result = receiver.payloads[call["id"]]["result"]
+        assert result["model"] == "whisper-test"
+        assert result["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert fake_ai.paths == ["/v1/audio/transcriptions"]
+    finally:
+        stop_server(srv)
