@@ -29,6 +29,7 @@ from call_downloader.events import types as ev
 from call_downloader.events.broker import Publisher, Topology, connect, topology
 from call_downloader.observability.context import bind, in_scope
 from call_downloader.observability.instrument import dispatched, event_fields
+from call_downloader.testing import faults
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class Dispatcher:
             return
         bind(function=function, **event_fields(event))  # this message's log lines
         started = time.monotonic()
+        faults.point("dispatcher.before_work")
         try:
             self.invokers[function](event)
         except Exception as exc:
@@ -226,6 +228,7 @@ class Dispatcher:
             return
         log.debug("%s handled %s in %.3fs", function, event["id"], time.monotonic() - started)
         dispatched(function, event["type"], "ok", time.monotonic() - started)
+        faults.point("dispatcher.after_work_before_ack")  # done, not acked: redelivered
         self._ack(conn, channel, tag)
 
     def _dead_letter(self, function: str, body: bytes, headers: dict[str, Any], why: str) -> None:

@@ -22,6 +22,7 @@ from call_downloader.events import outbox
 from call_downloader.events.broker import Publisher, PublishError, Topology, topology
 from call_downloader.observability import metrics
 from call_downloader.observability import state as state_metrics
+from call_downloader.testing import faults
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> int:
         published = 0
         for row in rows:
             body = outbox.to_envelope(row)
+            faults.point("relay.before_publish")  # committed, not yet published
             try:
                 publisher.publish(
                     topo.exchange,
@@ -57,6 +59,7 @@ def publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> int:
                 metrics.outbox_publish_failed()
                 log.warning("outbox publish failed; will retry", extra={"event_id": str(row.id)})
                 break  # keep order; the broker is likely down: back off
+            faults.point("relay.after_publish_before_mark")  # published, not marked: re-sent
             row.published_at = datetime.now(UTC)
             metrics.outbox_published(row.type, row.available_at)
             published += 1

@@ -27,6 +27,7 @@ from call_downloader.pipeline.common import (
     traceparent_of,
 )
 from call_downloader.storage.audio import spooled_audio
+from call_downloader.testing import faults
 
 log = logging.getLogger(__name__)
 CONSUMER = "analyze-duration"
@@ -54,6 +55,7 @@ def handle(event: CloudEvent) -> None:
         problem = None
     except InvalidAudio as exc:
         info, problem = None, exc.reason
+    faults.point("analyze.after_probe_before_commit")
 
     with unit_of_work() as session:
         if already_processed(session, CONSUMER, event_id):

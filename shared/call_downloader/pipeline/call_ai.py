@@ -35,6 +35,7 @@ from call_downloader.pipeline.common import (
     traceparent_of,
 )
 from call_downloader.storage.audio import spooled_audio
+from call_downloader.testing import faults
 
 log = logging.getLogger(__name__)
 CONSUMER = "call-ai"
@@ -135,6 +136,7 @@ def handle(event: CloudEvent) -> None:
                 path, filename, content_type, metadata, ai_callback.callback_url(token)
             )
     took_ms = round((utcnow() - started).total_seconds() * 1000, 1)
+    faults.point("call_ai.after_answer_before_store")  # the AI answered; nothing kept yet
     if settings.ai_url:
         metrics.ai_request(outcome.kind, took_ms / 1000)
 

@@ -46,6 +46,7 @@ from call_downloader.pipeline.common import (
 )
 from call_downloader.pipeline.destinations import enabled_destinations, signing_secrets
 from call_downloader.pipeline.views import webhook_call
+from call_downloader.testing import faults
 
 log = logging.getLogger(__name__)
 CONSUMER = "deliver"
@@ -154,6 +155,7 @@ def _attempt(event: CloudEvent) -> None:
             timeout=settings.delivery_timeout_seconds,
             policy=Policy.destination(),
         )
+    faults.point("deliver.after_post_before_record")  # sent, not recorded: sent again
 
     try:
         with unit_of_work() as session:

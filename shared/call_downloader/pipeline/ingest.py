@@ -39,6 +39,7 @@ from call_downloader.pipeline.common import record
 from call_downloader.pipeline.views import call_json
 from call_downloader.security.identity import Identity
 from call_downloader.storage import audio as audio_store
+from call_downloader.testing import faults
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +348,7 @@ def _ingest_upload(
     except IntegrityError:
         # A concurrent request with the same external_id or Idempotency-Key won the race.
         return _duplicate_after_race(identity, idempotency_key, None)
+    faults.point("ingest.after_commit_before_answer")  # stored; the source sees no answer
     if cached is not None:
         audio_store.cache_put(call_id, cached)
     return _accepted(call_id)
@@ -429,6 +431,7 @@ def _ingest_url(
         raise ApiError(status, exc.code, f"audio_url download failed: {exc.message}") from None
     except IntegrityError:
         return _duplicate_after_race(identity, idempotency_key, external_id)
+    faults.point("ingest.after_commit_before_answer")  # stored; the source sees no answer
     if cached is not None:
         audio_store.cache_put(call_id, cached)
     return _accepted(call_id)

@@ -1,0 +1,1 @@
+"""Hooks for testing the product from outside (fault injection for the reliability drills)."""
