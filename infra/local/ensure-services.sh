@@ -5,7 +5,12 @@ set -uo pipefail
 
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
-rabbit_up() { rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 && (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+# The AMQP port answering is not enough (a node stuck stopping keeps it open): ask the node too,
+# with a hard timeout, since the CLI itself can hang on a wedged node.
+rabbit_up() {
+  (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null &&
+    timeout -s KILL 20 rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1
+}
 
 wait_for() { # name, check, seconds
   local i; for ((i = 0; i < $3; i++)); do $2 && return 0; sleep 1; done
@@ -25,7 +30,13 @@ if ! redis_up; then
 fi
 if ! rabbit_up; then
   echo "starting RabbitMQ"
-  rabbitmqctl start_app >/dev/null 2>&1 || rabbitmq-server -detached || true
-  wait_for RabbitMQ rabbit_up 120
+  timeout -s KILL 60 rabbitmqctl start_app >/dev/null 2>&1 || true
+  if ! wait_for RabbitMQ rabbit_up 20; then
+    echo "RabbitMQ does not start cleanly: restarting the node"
+    pkill -9 -f 'beam.smp.*rabbit' || true
+    sleep 2
+    rabbitmq-server -detached || true
+    wait_for RabbitMQ rabbit_up 180
+  fi
 fi
 exit 0
