@@ -57,6 +57,7 @@ def make_call(
     duration: float | None = 12.5,
     stage_seconds: tuple[float, float, float] = (1.0, 4.0, 0.5),
     error: tuple[str, str] | None = None,
+    reached: str | None = None,
 ) -> uuid.UUID:
     """A call as the pipeline would have left it in `status`, with its audio stored."""
     from call_downloader.db.engine import unit_of_work
@@ -65,7 +66,8 @@ def make_call(
 
     received = received_at or datetime.now(UTC) - timedelta(minutes=5)
     order = ["received", "analyzed", "processing", "processed", "delivered"]
-    reached = order.index(status) if status in order else 1
+    # How far the pipeline got (a failed call stopped somewhere: analyzed by default).
+    reached = order.index(reached or (status if status in order else "analyzed"))
     analyzed = received + timedelta(seconds=stage_seconds[0]) if reached >= 1 else None
     processed = analyzed + timedelta(seconds=stage_seconds[1]) if reached >= 3 else None
     delivered = processed + timedelta(seconds=stage_seconds[2]) if reached >= 4 else None

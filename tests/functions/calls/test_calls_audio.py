@@ -6,8 +6,9 @@ import os
 import uuid
 
 import pytest
-from call_downloader.storage.audio import CHUNK_BYTES
 from calls_helpers import BASE, make_call, set_active
+
+from call_downloader.storage.audio import CHUNK_BYTES
 
 AUDIO = os.urandom(CHUNK_BYTES * 2 + 12345)  # three chunks, the last one short
 
@@ -153,8 +154,9 @@ def test_a_source_cannot_get_a_link_for_anothers_call(client, people):
 
 
 def test_expired_link_is_refused(client, people, big_call, monkeypatch):
-    from call_downloader.api import audio_stream
     from itsdangerous import TimestampSigner
+
+    from call_downloader.api import audio_stream
 
     real = TimestampSigner.get_timestamp
     monkeypatch.setattr(

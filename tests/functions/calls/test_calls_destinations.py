@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from call_downloader.db.engine import unit_of_work
-from call_downloader.db.models import AuditLog, Destination
 from calls_helpers import BASE, make_destination
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from call_downloader.db.engine import unit_of_work
+from call_downloader.db.models import AuditLog, Destination
 
 
 class Inbox:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from call_downloader.db.engine import unit_of_work
-from call_downloader.db.models import AuditLog, Call, Delivery, OutboxEvent
 from calls_helpers import BASE, INJECTIONS, make_call, make_delivery, make_destination
 from sqlalchemy import select
+
+from call_downloader.db.engine import unit_of_work
+from call_downloader.db.models import AuditLog, Call, Delivery, OutboxEvent
 
 
 def _outbox_types(call_id) -> list[str]:
@@ -77,7 +78,12 @@ def test_repairs_of_unknown_things_are_404(client, people):
 
 
 def test_replay_one_delivery(client, people):
-    cid = make_call(people["src"], status="failed", error=("deliver", "delivery_dead_lettered"))
+    cid = make_call(
+        people["src"],
+        status="failed",
+        error=("deliver", "delivery_dead_lettered"),
+        reached="processed",
+    )
     dest = make_destination("crm")
     did = make_delivery(cid, dest)
     r = client.post(f"{BASE}/deliveries/{did}/replay", headers=people["oper"].headers)
