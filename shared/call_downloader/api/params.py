@@ -18,9 +18,10 @@ MAX_BODY_BYTES = 64 * 1024
 _INT_RE = re.compile(r"^[0-9]{1,12}$")
 # ISO 8601 date or date-time as `datetime.fromisoformat` reads it; the regex first keeps out
 # the odd forms it would also take (week dates, no separators) so the meaning is unambiguous.
+_D = "[0-9]"  # ASCII digits only (\d would also take other scripts' digits)
 _DATE_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}"
-    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?$"
+    rf"^{_D}{{4}}-{_D}{{2}}-{_D}{{2}}"
+    rf"(?:[T ]{_D}{{2}}:{_D}{{2}}(?::{_D}{{2}}(?:\.{_D}{{1,6}})?)?(?:Z|[+-]{_D}{{2}}:{_D}{{2}})?)?$"
 )
 
 
