@@ -23,8 +23,8 @@ SLOW = 60_000  # ms: a whole pipeline run, on a loaded CI machine
 
 def sign_in(page: Page, url: str, username: str, password: str) -> None:
     page.goto(f"{url}/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_test_id("whoami")).to_contain_text(username)
 
@@ -57,6 +57,7 @@ def test_upload_deliver_listen_reload_and_sign_out(ui: Page, make_server, receiv
     expect(ui.get_by_role("heading", name="Dashboard")).to_be_visible()
 
     ui.get_by_role("link", name="Upload", exact=True).click()
+    expect(ui.get_by_role("heading", name="Upload recordings")).to_be_visible()
     mp3, wav = make_fixture("mp3_cbr"), make_fixture("wav_pcm16_8k")
     ui.get_by_test_id("file-input").set_input_files([str(mp3), str(wav)])
     bars = ui.get_by_role("progressbar")
@@ -131,8 +132,9 @@ def test_upload_deliver_listen_reload_and_sign_out(ui: Page, make_server, receiv
 
     # The calls table lists both, and the search finds one.
     ui.get_by_role("link", name="Calls", exact=True).click()
+    expect(ui.get_by_role("heading", name="Calls", exact=True)).to_be_visible()
     expect(ui.get_by_test_id("calls-table").locator("tbody tr")).to_have_count(2)
-    ui.get_by_label("Search").fill(wav.stem)
+    ui.get_by_label("Search", exact=True).fill(wav.stem)
     expect(ui.get_by_test_id("calls-table").locator("tbody tr")).to_have_count(1)
     expect(ui.get_by_test_id("calls-table")).to_contain_text(wav.name)
 
@@ -235,6 +237,7 @@ def test_dead_letter_replay_and_destination_management(
     sign_in(ui, server.url, *server.admin)
     expect(ui.get_by_test_id("tile-dead")).to_have_text("1")
     ui.get_by_role("link", name="Dead letters", exact=True).click()
+    expect(ui.get_by_role("heading", name="Dead letters", exact=True)).to_be_visible()
     table = ui.get_by_test_id("dead-letters")
     expect(table.locator("tbody tr")).to_have_count(1)
     expect(table).to_contain_text("UNDELIVERED-1")
@@ -251,8 +254,9 @@ def test_dead_letter_replay_and_destination_management(
 
     # Destinations: add one, test it, rotate its secret with an overlap, disable it.
     ui.get_by_role("link", name="Destinations", exact=True).click()
-    ui.get_by_label("Name").fill("analytics")
-    ui.get_by_label("URL").fill(inbox.url)
+    expect(ui.get_by_role("heading", name="Destinations", exact=True)).to_be_visible()
+    ui.get_by_label("Name", exact=True).fill("analytics")
+    ui.get_by_label("URL", exact=True).fill(inbox.url)
     ui.get_by_role("button", name="Add destination").click()
     first_secret = ui.get_by_test_id("secret-value").inner_text()
     assert first_secret.startswith("whsec_")
@@ -277,8 +281,8 @@ def test_dead_letter_replay_and_destination_management(
     expect(card).to_contain_text("disabled")
 
     # A metadata address is refused with a readable reason.
-    ui.get_by_label("Name").fill("metadata")
-    ui.get_by_label("URL").fill("http://169.254.169.254/latest/meta-data/")
+    ui.get_by_label("Name", exact=True).fill("metadata")
+    ui.get_by_label("URL", exact=True).fill("http://169.254.169.254/latest/meta-data/")
     ui.get_by_role("button", name="Add destination").click()
     expect(ui.get_by_role("alert")).to_contain_text("not allowed")
 
@@ -289,14 +293,16 @@ def test_api_key_is_shown_once_and_works(ui: Page, make_server) -> None:
     sign_in(ui, server.url, *server.admin)
 
     ui.get_by_role("link", name="Users", exact=True).click()
-    ui.get_by_label("Username").fill("pbx")
+    expect(ui.get_by_role("heading", name="Users", exact=True)).to_be_visible()
+    ui.get_by_label("Username", exact=True).fill("pbx")
     ui.get_by_label("Role", exact=True).select_option("source")
     ui.get_by_role("button", name="Add user").click()
     expect(ui.get_by_test_id("user-pbx")).to_be_visible()
 
     ui.get_by_role("link", name="API keys", exact=True).click()
-    ui.get_by_label("Name").fill("PBX production")
-    ui.get_by_label("Account").select_option(label="pbx (source)")
+    expect(ui.get_by_role("heading", name="API keys", exact=True)).to_be_visible()
+    ui.get_by_label("Name", exact=True).fill("PBX production")
+    ui.get_by_label("Account", exact=True).select_option(label="pbx (source)")
     ui.get_by_role("button", name="Create key").click()
     key = ui.get_by_test_id("secret-value").inner_text()
     assert key.startswith("cdk_")
@@ -342,7 +348,7 @@ def test_an_ended_session_leads_back_to_sign_in(ui: Page, make_server) -> None:
     expect(ui.get_by_text("Your session has ended")).to_be_visible()
     assert ui.evaluate("localStorage.getItem('cd.session')") is None
     # Signing in again returns to where the user was going.
-    ui.get_by_label("Username").fill(server.admin[0])
-    ui.get_by_label("Password").fill(server.admin[1])
+    ui.get_by_label("Username", exact=True).fill(server.admin[0])
+    ui.get_by_label("Password", exact=True).fill(server.admin[1])
     ui.get_by_role("button", name="Sign in").click()
     expect(ui.get_by_role("heading", name="Calls")).to_be_visible()
