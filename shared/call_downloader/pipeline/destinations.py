@@ -3,7 +3,7 @@ the `default` destination at start-up; more can be managed from the UI (issue 4)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +14,7 @@ from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import Destination
 
 CONFIG_DESTINATION = "default"
+SECRET_OVERLAP = timedelta(hours=24)
 
 
 def ensure_config_destination() -> None:
@@ -27,6 +28,7 @@ def ensure_config_destination() -> None:
             if not settings.delivery_url:
                 if dest is not None:
                     dest.enabled = False
+                    dest.url = ""
                 return
             if not settings.delivery_secret:
                 raise RuntimeError("DELIVERY_URL is set but DELIVERY_SECRET is not")
@@ -40,11 +42,18 @@ def ensure_config_destination() -> None:
                         from_config=True,
                     )
                 )
-            else:
+                return
+            # An operator may have disabled it in the UI: a restart does not undo that, but a
+            # new DELIVERY_URL is a new decision and enables it.
+            if dest.url != settings.delivery_url:
                 dest.url = settings.delivery_url
                 dest.enabled = True
-                if dest.secret != settings.delivery_secret:
-                    dest.secret = settings.delivery_secret
+            if dest.secret != settings.delivery_secret:
+                # A new DELIVERY_SECRET: the old one keeps signing alongside for a while, so
+                # receivers can switch without rejecting deliveries (Standard Webhooks).
+                dest.previous_secret = dest.secret
+                dest.previous_secret_expires_at = datetime.now(UTC) + SECRET_OVERLAP
+                dest.secret = settings.delivery_secret
     except IntegrityError:
         pass  # another process created it at the same moment
 
