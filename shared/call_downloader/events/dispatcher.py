@@ -205,9 +205,11 @@ class Dispatcher:
                 exc,
                 extra={"event_id": event["id"], "call_id": event.get("subject")},
             )
+            poison = isinstance(exc, ev.MalformedEvent)  # unusable: retrying cannot help
             try:
-                if attempt >= self.max_attempts:
-                    self._dead_letter(function, body, headers, repr(exc)[:500])
+                if poison or attempt >= self.max_attempts:
+                    why = f"malformed: {exc}" if poison else repr(exc)
+                    self._dead_letter(function, body, headers, why[:500])
                     dispatched(function, event["type"], "dead_letter", time.monotonic() - started)
                 else:
                     headers[ATTEMPT_HEADER] = attempt

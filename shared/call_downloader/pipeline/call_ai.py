@@ -20,6 +20,7 @@ from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import AiResult, Call, CallStatus, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
+from call_downloader.http.errors import ApiError
 from call_downloader.net.backoff import backoff_delay
 from call_downloader.observability import context as obs_context
 from call_downloader.observability import metrics
@@ -28,6 +29,7 @@ from call_downloader.pipeline import ai_callback
 from call_downloader.pipeline.common import (
     already_processed,
     call_id_of,
+    check_storable,
     fail_call,
     lock_call,
     mark_processed,
@@ -137,6 +139,11 @@ def handle(event: CloudEvent) -> None:
             )
     took_ms = round((utcnow() - started).total_seconds() * 1000, 1)
     faults.point("call_ai.after_answer_before_store")  # the AI answered; nothing kept yet
+    if outcome.kind == "result":
+        try:
+            check_storable(outcome.result)
+        except ValueError as exc:  # e.g. NaN or NUL, which jsonb refuses: ask again, then fail
+            outcome = AiOutcome(kind="transient", reason=f"the AI's result cannot be stored: {exc}")
     if settings.ai_url:
         metrics.ai_request(outcome.kind, took_ms / 1000)
 
@@ -211,6 +218,10 @@ def accept_callback(token: str, result: Any) -> tuple[int, str]:
     claims = ai_callback.verify_token(token)
     if claims is None:
         return 401, "invalid or expired callback token"
+    try:
+        check_storable(result)
+    except ValueError as exc:  # NaN, NUL, ...: jsonb would refuse it at commit (a 500)
+        raise ApiError(422, "invalid_result", f"the result cannot be stored: {exc}") from None
     with unit_of_work() as session:
         call = lock_call(session, claims.call_id)
         if call is None or call.ai_run != claims.run or call.ai_callback_jti != claims.jti:

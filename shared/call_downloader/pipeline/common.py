@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import uuid
 from typing import Any
 
@@ -78,3 +81,44 @@ def traceparent_of(event: CloudEvent) -> str | None:
     except KeyError:
         return None
     return str(value) if value else None
+
+
+MAX_JSON_DEPTH = 64
+# PostgreSQL's jsonb refuses NUL characters and unpaired surrogates (Python's json takes both).
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Parse JSON that will be stored as jsonb; ValueError (with a reason) for anything else:
+    bad syntax, NaN/Infinity, nesting deeper than MAX_JSON_DEPTH, NUL or lone surrogates."""
+    try:
+        value = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    check_storable(value)
+    return value
+
+
+def check_storable(value: Any) -> None:
+    """Raise ValueError when PostgreSQL's jsonb could not keep `value` (walked iteratively)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str) or _UNSTORABLE_TEXT.search(key):
+                    raise ValueError("JSON keys must be text without NUL or lone surrogates")
+                stack.append((inner, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((inner, depth + 1) for inner in item)
+        elif isinstance(item, str):
+            if _UNSTORABLE_TEXT.search(item):
+                raise ValueError("JSON text must not contain NUL or lone surrogates")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and Infinity are not valid JSON")

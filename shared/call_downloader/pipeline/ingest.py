@@ -35,7 +35,7 @@ from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
 from call_downloader.observability import context as obs_context
 from call_downloader.observability import metrics
-from call_downloader.pipeline.common import record
+from call_downloader.pipeline.common import check_storable, load_json, record
 from call_downloader.pipeline.views import call_json
 from call_downloader.security.identity import Identity
 from call_downloader.storage import audio as audio_store
@@ -81,11 +81,16 @@ def _clean_metadata(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, (str, bytes)):
         try:
-            value = json.loads(value)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(422, "invalid_metadata", "metadata must be a JSON object") from None
+            value = load_json(value)
+        except ValueError as exc:
+            reason = f"metadata must be a JSON object: {exc}"
+            raise ApiError(422, "invalid_metadata", reason) from None
     if not isinstance(value, dict):
         raise ApiError(422, "invalid_metadata", "metadata must be a JSON object")
+    try:
+        check_storable(value)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_metadata", f"metadata cannot be stored: {exc}") from None
     if len(json.dumps(value)) > MAX_FIELD_BYTES:
         raise ApiError(413, "metadata_too_large", f"metadata exceeds {MAX_FIELD_BYTES} bytes")
     return value
@@ -166,6 +171,7 @@ class _FileTarget(BaseTarget):
         super().__init__()
         self.sink = sink
         self.seen = False
+        self.complete = False
 
     def on_start(self) -> None:
         if self.seen:
@@ -174,6 +180,9 @@ class _FileTarget(BaseTarget):
 
     def on_data_received(self, chunk: bytes) -> None:
         self.sink.write(chunk)
+
+    def on_finish(self) -> None:
+        self.complete = True  # its closing boundary arrived: the file is whole
 
 
 @dataclass
@@ -328,6 +337,8 @@ def _ingest_upload(
                 ) from None
             if not file_target.seen:
                 raise ApiError(422, "file_missing", "the `file` part is missing")
+            if not file_target.complete:
+                raise ApiError(400, "malformed_multipart", "the body ended inside the file part")
             sink.finish()  # empty or not audio: refused before the fields are looked at
             try:
                 ext_text = external.value.decode("utf-8") if external.value else None
@@ -382,9 +393,9 @@ def _ingest_url(
     if len(raw) > 2 * MAX_FIELD_BYTES:
         raise ApiError(413, "payload_too_large", "the JSON body is too large")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
+        body = load_json(raw)
+    except ValueError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", "the body must be a JSON object")
     audio_url = body.get("audio_url")
