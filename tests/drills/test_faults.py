@@ -51,9 +51,7 @@ def test_probability_one_kills_at_first_hit(tmp_path):
 
 
 def test_range_draws_a_hit_inside_the_range():
-    draws = {
-        faults.parse("p:@3-6", random.Random(seed))["p"].at_hit for seed in range(200)
-    }
+    draws = {faults.parse("p:@3-6", random.Random(seed))["p"].at_hit for seed in range(200)}
     assert draws == {3, 4, 5, 6}
 
 
