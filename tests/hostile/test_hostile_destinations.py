@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import assert_clear_refusal, footprint
+from hostile_helpers import assert_clear_refusal, footprint
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import assert_clear_refusal, footprint
+from hostile_helpers import assert_clear_refusal, footprint
 
 INJECTION = [
     "' OR '1'='1' --",

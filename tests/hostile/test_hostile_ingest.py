@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 from audio_fixtures import make_fixture, truncated_copy
-from conftest import assert_clear_refusal, footprint
+from hostile_helpers import assert_clear_refusal, footprint
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 

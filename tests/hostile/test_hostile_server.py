@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from audio_fixtures import make_fixture
-from conftest import FOOTPRINT_TABLES
+from hostile_helpers import FOOTPRINT_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 200_000
