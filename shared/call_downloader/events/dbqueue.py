@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,8 @@ from call_downloader.db.models import QueueMessage
 from call_downloader.events import types as ev
 from call_downloader.events.broker import RETRY_TIERS_SECONDS, SUBSCRIPTIONS
 from call_downloader.events.dispatcher import Invoker
+from call_downloader.observability.context import bind, in_scope
+from call_downloader.observability.instrument import dispatched, event_fields
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +180,21 @@ class DatabaseDispatcher:
             self._in_flight.release()
             _enqueued.set()  # a free worker: look for more
 
+    @in_scope
     def _process(self, message_id: int) -> None:
         with unit_of_work() as session:
             message = session.get(QueueMessage, message_id)
             if message is None:
                 return
             function, body, attempts = message.function, bytes(message.body), message.attempts
+        started, event = time.monotonic(), None
         try:
             event = ev.parse_structured(body)
+            bind(function=function, **event_fields(event))  # this message's log lines
             self.invokers[function](event)
         except ev.MalformedEvent as exc:
             self._dead_letter(message_id, f"malformed: {exc}")
+            dispatched(function, event["type"] if event is not None else None, "poison")
             return
         except Exception as exc:
             attempt = attempts + 1
@@ -198,6 +205,8 @@ class DatabaseDispatcher:
                 attempt,
                 exc,
             )
+            outcome = "dead_letter" if attempt >= self.max_attempts else "retry"
+            dispatched(function, event["type"], outcome, time.monotonic() - started)
             if attempt >= self.max_attempts:
                 self._dead_letter(message_id, repr(exc)[:500])
             else:
@@ -214,6 +223,7 @@ class DatabaseDispatcher:
             return
         with unit_of_work() as session:  # the ack
             session.execute(delete(QueueMessage).where(QueueMessage.id == message_id))
+        dispatched(function, event["type"], "ok", time.monotonic() - started)
 
     @staticmethod
     def _dead_letter(message_id: int, why: str) -> None:

@@ -111,6 +111,9 @@ def _after(response: flask.Response) -> flask.Response:
     m().http_requests.labels(function, route, method, str(status)).inc()
     m().http_duration.labels(function, route, method).observe(seconds)
     g.calldl_observed = True
+    trace_id = context.get("trace_id")
+    if trace_id:  # lets a client quote it: the logs of the request (and its call) share it
+        response.headers.setdefault("X-Trace-Id", trace_id)
     level = logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO
     if log.isEnabledFor(level):
         log.log(

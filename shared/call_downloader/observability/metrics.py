@@ -12,6 +12,7 @@ status, event type, outcome, stage, destination name. Never a call id.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import re
 import threading
@@ -306,6 +307,16 @@ def ai_request(outcome: str, seconds: float | None) -> None:
     m().ai_requests.labels(outcome).inc()
     if seconds is not None:
         m().ai_duration.labels(outcome).observe(max(0.0, seconds))
+    # One line per AI request (the call's scope names the call and its trace).
+    logging.getLogger("call_downloader.pipeline.call_ai").log(
+        logging.INFO if outcome in ("result", "accepted") else logging.WARNING,
+        "AI request: %s",
+        outcome,
+        extra={
+            "outcome": outcome,
+            "duration_ms": None if seconds is None else round(seconds * 1000, 1),
+        },
+    )
 
 
 def ai_retry_scheduled(session: Any) -> None:
@@ -326,6 +337,12 @@ def delivery_attempt(
     after_commit(session, record)
 
 
+def _attempt_error(attempt: Any) -> str:
+    if attempt is None:
+        return "destination disabled"
+    return str(getattr(attempt, "error", None) or "no answer")
+
+
 def delivery_attempt_done(session: Any, delivery: Any, attempt: Any) -> None:
     """After deliver recorded an attempt: its outcome from the delivery's new status
     (`attempt` is the net.webhooks AttemptOutcome, None when the destination was disabled)."""
@@ -337,6 +354,20 @@ def delivery_attempt_done(session: Any, delivery: Any, attempt: Any) -> None:
     else:
         outcome = "retry"
     destination = getattr(getattr(delivery, "destination", None), "name", None)
+    code = getattr(attempt, "status_code", None)
+    logging.getLogger("call_downloader.pipeline.deliver").log(
+        logging.INFO if outcome == "delivered" else logging.WARNING,
+        "delivery attempt to %s: %s%s",
+        destination,
+        outcome,
+        f" (HTTP {code})" if code else f" ({_attempt_error(attempt)})",
+        extra={
+            "outcome": outcome,
+            "destination": destination,
+            "webhook_id": getattr(delivery, "id", None),
+            "attempt": getattr(delivery, "attempts", None),
+        },
+    )
     delivery_attempt(
         session, destination or "unknown", outcome, getattr(attempt, "latency_ms", None)
     )

@@ -26,22 +26,7 @@ from call_downloader.observability.metrics import event_type_label
 log = logging.getLogger(__name__)
 
 WAITING_STATUSES = ("received", "analyzed", "processing", "processed")
-
-_OUTBOX_SQL = """
-SELECT type,
-       count(*) AS unpublished,
-       count(*) FILTER (WHERE available_at <= now()) AS due,
-       min(available_at) FILTER (WHERE available_at <= now()) AS oldest_due
-FROM outbox WHERE published_at IS NULL GROUP BY type
-"""
-_CALLS_SQL = """
-SELECT status, count(*) AS n, min(updated_at) AS oldest
-FROM calls WHERE status IN ('received', 'analyzed', 'processing', 'processed') GROUP BY status
-"""
-_DELIVERIES_SQL = """
-SELECT status, count(*) AS n, min(updated_at) AS oldest
-FROM deliveries WHERE status IN ('pending', 'dead') GROUP BY status
-"""
+SUBSCRIBERS = ("analyze-duration", "call-ai", "deliver")  # events.broker.SUBSCRIPTIONS
 
 
 def _age(ts: datetime | None, now: datetime) -> float:
@@ -52,6 +37,46 @@ def _age(ts: datetime | None, now: datetime) -> float:
     return max(0.0, (now - ts).total_seconds())
 
 
+def _statements(now: datetime) -> dict[str, Any]:
+    """The queries, in SQLAlchemy Core so that they run on PostgreSQL and on the embedded
+    SQLite alike (timestamps compared and returned through the models' column types)."""
+    from sqlalchemy import case, func, select
+
+    from call_downloader.db.models import Call, Delivery, OutboxEvent, QueueMessage
+
+    due = OutboxEvent.available_at <= now
+    return {
+        "outbox": select(
+            OutboxEvent.type,
+            func.count().label("unpublished"),
+            func.coalesce(func.sum(case((due, 1), else_=0)), 0).label("due"),
+            func.min(
+                case((due, OutboxEvent.available_at)), type_=OutboxEvent.available_at.type
+            ).label("oldest_due"),
+        )
+        .where(OutboxEvent.published_at.is_(None))
+        .group_by(OutboxEvent.type),
+        "calls": select(
+            Call.status,
+            func.count().label("n"),
+            func.min(Call.updated_at, type_=Call.updated_at.type).label("oldest"),
+        )
+        .where(Call.status.in_(WAITING_STATUSES))
+        .group_by(Call.status),
+        "deliveries": select(
+            Delivery.status,
+            func.count().label("n"),
+            func.min(Delivery.updated_at, type_=Delivery.updated_at.type).label("oldest"),
+        )
+        .where(Delivery.status.in_(("pending", "dead")))
+        .group_by(Delivery.status),
+        # The embedded event transport's queues (empty when RabbitMQ carries the events).
+        "queues": select(
+            QueueMessage.function, QueueMessage.dead, func.count().label("n")
+        ).group_by(QueueMessage.function, QueueMessage.dead),
+    }
+
+
 def query_state(connect: Callable[[], Any] | None = None) -> dict[str, Any]:
     """The raw numbers (tests read them too)."""
     from sqlalchemy import text
@@ -60,16 +85,16 @@ def query_state(connect: Callable[[], Any] | None = None) -> dict[str, Any]:
         from call_downloader.db.engine import get_engine
 
         connect = get_engine().connect
+    now = datetime.now(UTC)
+    out: dict[str, Any] = {"now": now}
     with connect() as conn:
         with conn.begin():
             if conn.dialect.name == "postgresql":
-                conn.execute(text("SET LOCAL statement_timeout = '3s'"))
                 conn.execute(text("SET TRANSACTION READ ONLY"))
-            outbox = conn.execute(text(_OUTBOX_SQL)).all()
-            calls = conn.execute(text(_CALLS_SQL)).all()
-            deliveries = conn.execute(text(_DELIVERIES_SQL)).all()
-            now = datetime.now(UTC)
-    return {"now": now, "outbox": outbox, "calls": calls, "deliveries": deliveries}
+                conn.execute(text("SET LOCAL statement_timeout = '3s'"))
+            for name, statement in _statements(now).items():
+                out[name] = conn.execute(statement).all()
+    return out
 
 
 class StateCollector(Collector):
@@ -164,7 +189,34 @@ class StateCollector(Collector):
             deliveries.add_metric([status], row.n if row else 0)
         pending = by_delivery.get("pending")
         pending_age.add_metric([], _age(pending.oldest, now) if pending else 0.0)
-        return [up, took, unpublished, due, oldest_due, calls, calls_age, deliveries, pending_age]
+
+        queued = GaugeMetricFamily(
+            "calldl_embedded_queue_messages",
+            "Events in the embedded transport's queues (EVENT_TRANSPORT=database): waiting "
+            "for their function, or dead-lettered. RabbitMQ's own metrics cover the broker.",
+            labels=["function", "state"],
+        )
+        counts = {(fn, st): 0 for fn in SUBSCRIBERS for st in ("waiting", "dead")}
+        for row in state.get("queues", []):
+            key = (
+                row.function if row.function in SUBSCRIBERS else "other",
+                "dead" if row.dead else "waiting",
+            )
+            counts[key] = counts.get(key, 0) + row.n
+        for (fn, st), n in sorted(counts.items()):
+            queued.add_metric([fn, st], n)
+        return [
+            up,
+            took,
+            unpublished,
+            due,
+            oldest_due,
+            calls,
+            calls_age,
+            deliveries,
+            pending_age,
+            queued,
+        ]
 
 
 _collector: StateCollector | None = None

@@ -218,6 +218,7 @@ def accept_callback(token: str, result: Any) -> tuple[int, str]:
     claims = ai_callback.verify_token(token)
     if claims is None:
         return 401, "invalid or expired callback token"
+    obs_context.bind(call_id=claims.call_id)
     try:
         check_storable(result)
     except ValueError as exc:  # NaN, NUL, ...: jsonb would refuse it at commit (a 500)
@@ -227,7 +228,7 @@ def accept_callback(token: str, result: Any) -> tuple[int, str]:
         if call is None or call.ai_run != claims.run or call.ai_callback_jti != claims.jti:
             return 409, "this callback is not expected (already received or superseded)"
         trace = call_trace(session, call)
-        obs_context.bind(call_id=call.id, traceparent=trace)  # log lines follow the call's trace
+        obs_context.bind(traceparent=trace)  # the callback's log lines follow the call's trace
         store_result(session, call, result, trace, via="callback")
         record(session, call.id, STAGE, "ai_callback_received")
     return 200, "result stored"

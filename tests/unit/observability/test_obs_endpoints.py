@@ -99,7 +99,8 @@ def test_statuses_of_errors_and_unmatched_paths(app):
 
 
 def test_incoming_traceparent_and_call_id_reach_the_log_scope(app):
-    app.test_client().get("/api/v1/things/abc", headers={"traceparent": TRACEPARENT})
+    r = app.test_client().get("/api/v1/things/abc", headers={"traceparent": TRACEPARENT})
+    assert r.headers["X-Trace-Id"] == TRACEPARENT.split("-")[1]
     seen = app.seen["thing"]
     assert seen["trace_id"] == TRACEPARENT.split("-")[1]
     assert seen["traceparent"] == TRACEPARENT

@@ -247,3 +247,15 @@ def test_promtool_parses_every_dashboard_query(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_lints_the_exposition(monkeypatch):
+    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    metrics.ai_request("result", 0.5)
+    metrics.m().http_requests.labels("lint", "/x", "GET", "200").inc()
+    body = metrics.render()[0]
+    result = subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=body, capture_output=True, check=False
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()

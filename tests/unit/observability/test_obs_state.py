@@ -117,3 +117,57 @@ def test_enable_adds_the_collector_once(restore_collectors, monkeypatch):
     assert metrics._extra_collectors.count(first) == 1
     monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
     assert b"calldl_outbox_due_events" in metrics.render()[0]
+
+
+def test_the_queries_run_on_sqlite_the_embedded_database():
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from call_downloader.db.models import Base, Call, OutboxEvent, QueueMessage
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    now = datetime.now(UTC)
+    with Session(engine) as s:
+        s.add_all(
+            [
+                OutboxEvent(
+                    id=uuid.uuid4(),
+                    type="dev.calldownloader.call.received.v1",
+                    subject="x",
+                    data={},
+                    available_at=now - timedelta(seconds=120),
+                ),
+                OutboxEvent(
+                    id=uuid.uuid4(),
+                    type="dev.calldownloader.ai.retry.v1",
+                    subject="x",
+                    data={},
+                    available_at=now + timedelta(hours=1),
+                ),
+                Call(
+                    id=uuid.uuid4(),
+                    source_id=uuid.uuid4(),
+                    status="analyzed",
+                    metadata_={},
+                    updated_at=now - timedelta(seconds=600),
+                ),
+                QueueMessage(function="deliver", event_id="e", body=b"{}", dead=True),
+            ]
+        )
+        s.commit()
+    got = scrape(state.StateCollector(cache_seconds=0, connect=engine.connect))
+    engine.dispose()
+    assert got[("calldl_state_up", ())] == 1
+    received = (("type", "dev.calldownloader.call.received.v1"),)
+    assert got[("calldl_outbox_due_events", received)] == 1
+    retry = (("type", "dev.calldownloader.ai.retry.v1"),)
+    assert got[("calldl_outbox_due_events", retry)] == 0
+    assert got[("calldl_outbox_unpublished_events", retry)] == 1
+    assert 120 <= got[("calldl_outbox_oldest_due_age_seconds", ())] < 3600
+    assert got[("calldl_calls_waiting", (("status", "analyzed"),))] == 1
+    assert 600 <= got[("calldl_calls_oldest_waiting_age_seconds", (("status", "analyzed"),))]
+    dead = (("function", "deliver"), ("state", "dead"))
+    assert got[("calldl_embedded_queue_messages", dead)] == 1
