@@ -16,7 +16,7 @@ def test_short_drill_loses_duplicates_and_strands_nothing(tmp_path):
     cfg = DrillConfig(
         calls=30,
         servers=1,
-        send_seconds=30.0,
+        send_seconds=40.0,
         settle_seconds=150.0,
         faults=ALL_FAULTS,
         seed=8,
