@@ -47,3 +47,5 @@ clean:
 	rm -rf $(VENV) .data .pytest_cache frontend/node_modules frontend/dist
 
 -include infra/tools/deploy.mk
+-include infra/drill/drill.mk
+-include infra/bench/bench.mk

@@ -507,7 +507,6 @@ def test_an_access_token_is_not_a_callback_token(clients, people, waiting_call):
     assert_clear_refusal(response, 401)
 
 
-@pytest.mark.xfail(strict=True, reason="api/ingest.py: RecursionError -> 500 (reported)")
 def test_deeply_nested_callback_is_a_4xx(clients, waiting_call):
     _, token = waiting_call
     response = clients["ingest"].post(

@@ -175,11 +175,6 @@ def test_streaming_abuse_stores_nothing_and_the_server_keeps_serving(server):
     assert good.status_code == 202, good.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="functions-framework's after_request read_request() drains the body with "
-    "get_data(): a client gone mid-body raises ClientDisconnected there -> 500 (reported)",
-)
 def test_a_client_that_gives_up_mid_body_gets_a_4xx_and_stores_nothing(server):
     port, token = server
     wav = make_fixture("wav_pcm16_8k").read_bytes()

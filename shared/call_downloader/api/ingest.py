@@ -11,6 +11,7 @@ from call_downloader.http.errors import ApiError
 from call_downloader.http.routing import Router
 from call_downloader.pipeline import ingest as ingest_stage
 from call_downloader.pipeline.call_ai import accept_callback
+from call_downloader.pipeline.common import load_json
 from call_downloader.security.identity import require
 
 router = Router("ingest")
@@ -35,9 +36,15 @@ def ai_callback(request: flask.Request) -> flask.Response:
     if len(raw) > MAX_CALLBACK_BYTES:
         raise ApiError(413, "payload_too_large", "the result is too large")
     try:
-        result = json.loads(raw)
+        json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "malformed_json", "the result must be a JSON object") from None
+    except RecursionError:
+        pass  # valid syntax, refused below as too deeply nested
+    try:
+        result = load_json(raw)  # refuses what PostgreSQL's jsonb could not keep
+    except ValueError as exc:
+        raise ApiError(422, "invalid_body", f"the result cannot be stored: {exc}") from None
     if not isinstance(result, dict):
         raise ApiError(422, "invalid_body", "the result must be a JSON object")
     status, message = accept_callback(token, result)

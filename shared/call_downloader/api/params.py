@@ -125,7 +125,7 @@ def json_body(
         raise ApiError(415, "unsupported_media_type", "send application/json")
     try:
         data = flask.json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from call_downloader.config import get_settings, sqlalchemy_url
 from call_downloader.db.engine import build_engine
@@ -45,6 +47,19 @@ def wait_for_database(url: str, timeout: float = 60.0) -> None:
         engine.dispose()
 
 
+def _retry(step: Callable[[], None], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            step()
+            return
+        except OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            log.info("waiting for the database server")
+            time.sleep(1.0)
+
+
 def ensure_database_exists(url: str) -> None:
     """Create the PostgreSQL database named in the URL when missing (local runs and tests)."""
     from sqlalchemy.engine import make_url
@@ -66,6 +81,6 @@ def ensure_database_exists(url: str) -> None:
 
 def upgrade(url: str | None = None, wait: float = 60.0) -> None:
     url = url or get_settings().database_url
-    ensure_database_exists(url)
+    _retry(lambda: ensure_database_exists(url), wait)  # the server may still be starting
     wait_for_database(url, wait)
     command.upgrade(alembic_config(url), "head")

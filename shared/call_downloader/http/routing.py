@@ -41,6 +41,11 @@ class Router:
         return register
 
     def __call__(self, request: flask.Request) -> Any:
+        response = flask.make_response(self._dispatch(request))
+        _discard_unread_body(request, response)
+        return response
+
+    def _dispatch(self, request: flask.Request) -> Any:
         adapter = self._map.bind_to_environ(request.environ)
         set_route(None)  # "unmatched" unless a rule matches
         try:
@@ -62,9 +67,50 @@ class Router:
         except HTTPException as exc:  # e.g. werkzeug's RequestEntityTooLarge
             code = (exc.name or "error").lower().replace(" ", "_")
             return error_response(exc.code or 500, code, exc.description or "error")
-        except Exception:
+        except Exception as exc:
+            if _is_unavailable(exc):
+                # A dependency restarting is not a bug: ask the client to come back.
+                log.warning("%s: a dependency is unavailable: %r", self.name, exc)
+                return error_response(
+                    503,
+                    "service_unavailable",
+                    "temporarily unavailable; retry shortly",
+                    {"Retry-After": "5"},
+                )
             log.exception("unhandled error in %s", self.name)
             return error_response(500, "internal_error", "internal error")
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """PostgreSQL (or RabbitMQ) not answering, as opposed to a fault of this code."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return type(exc).__module__.startswith("pika.exceptions")
+
+
+DRAIN_LIMIT = 1 << 20
+
+
+def _discard_unread_body(request: flask.Request, response: flask.Response) -> None:
+    """Never buffer what the view did not read (a refused 1 GB upload, say).
+
+    functions-framework reads the whole remaining body into memory after every response
+    (`read_request`, to avoid resets on early answers). Read at most DRAIN_LIMIT more here,
+    in chunks; past that, mark the body as read and close the connection instead.
+    """
+    stream = request.stream
+    try:
+        for _ in range(DRAIN_LIMIT // 65536):
+            if not stream.read(65536):
+                return
+    except Exception:  # the client went away: nothing left to protect
+        pass
+    request._cached_data = b""  # what functions-framework's read_request would read
+    response.headers["Connection"] = "close"
 
 
 def _healthz(request: flask.Request) -> Any:

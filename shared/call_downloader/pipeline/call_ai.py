@@ -73,7 +73,9 @@ def _wants_ai(call: Call | None, data: dict[str, Any], event_type: str) -> bool:
     if event_type == ev.AI_RETRY:
         # Only the retry the last failure scheduled; stale copies are dropped.
         return int(data.get("attempt", 0)) == call.ai_attempts + 1
-    return call.ai_attempts == 0 and call.ai_callback_jti is None
+    # The first attempt of the run; a redelivered copy (a crash before the attempt was
+    # recorded) tries again rather than leaving the call waiting.
+    return call.ai_attempts == 0
 
 
 def store_result(session: Session, call: Call, result: Any, trace: str | None, via: str) -> None:
@@ -116,7 +118,8 @@ def handle(event: CloudEvent) -> None:
             record(session, call.id, STAGE, "callback_timeout")
         run, attempt_no = call.ai_run, call.ai_attempts + 1
         call.status = CallStatus.PROCESSING
-        call.ai_callback_jti = None
+        # Valid from now: an asynchronous AI may call back before its 202 is even recorded.
+        call.ai_callback_jti = jti
         token, jti = ai_callback.make_token(call.id, run, settings.ai_callback_timeout_seconds)
         metadata = {
             "call_id": str(call.id),
@@ -177,9 +180,11 @@ def handle(event: CloudEvent) -> None:
                 traceparent=trace,
             )
         elif outcome.kind == "permanent":
+            call.ai_callback_jti = None
             call.ai_attempts = attempt_no
             fail_call(session, call, STAGE, "ai_rejected", outcome.reason or "rejected", trace)
         else:  # transient
+            call.ai_callback_jti = None  # that attempt's callback URL is void
             call.ai_attempts = attempt_no
             delays = settings.ai_retry_delays
             if attempt_no > len(delays):

@@ -83,7 +83,10 @@ def _body(request: flask.Request, allowed: set[str], *, form: bool = False) -> d
     mimetype = request.mimetype
     data: dict[str, Any]
     if mimetype == "application/json" or mimetype.endswith("+json"):
-        parsed = request.get_json(silent=True)
+        try:
+            parsed = request.get_json(silent=True)
+        except RecursionError:  # nesting deep enough to exhaust the parser
+            parsed = None
         if not isinstance(parsed, dict):
             raise ApiError(400, "invalid_body", "the body must be a JSON object")
         data = parsed

@@ -15,6 +15,8 @@ import signal
 import socket
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from call_downloader.config import get_settings, reset_settings
@@ -97,6 +99,20 @@ def choose_backends() -> list[str]:
     return notes
 
 
+def _with_retries(step: Callable[[], object], what: str, timeout: float) -> None:
+    """Start-up waits for a service that is still (re)starting instead of exiting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            step()
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise
+            print(f"  waiting for {what}: {type(exc).__name__}", flush=True)
+            time.sleep(2.0)
+
+
 def configure_logging() -> None:
     from call_downloader.observability.logs import configure
 
@@ -173,7 +189,7 @@ def run() -> int:
         relay = Relay(publisher=DatabasePublisher())  # type: ignore[arg-type]
         dispatcher = DatabaseDispatcher(invokers)
     else:
-        declare_topology()
+        _with_retries(declare_topology, "RabbitMQ", timeout=60)
         relay = Relay()
         dispatcher = Dispatcher(invokers)
     relay_thread = threading.Thread(target=relay.run, name="outbox-relay", daemon=True)
