@@ -7,6 +7,7 @@ command -v sox >/dev/null || need+=(sox libsox-fmt-all)
 command -v lame >/dev/null || need+=(lame)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v chromium >/dev/null || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool checks the alert rules
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   apt-get update -qq

@@ -119,7 +119,7 @@ def test_one_shot_setup_and_relay(compose_config: dict) -> None:
     assert services["migrate"]["environment"].get("ADMIN_PASSWORD")
     assert services["topology"]["command"] == ["topology"]
     relay = services["relay"]
-    assert relay["command"] == ["relay"]
+    assert relay["command"] == ["relay", "--health-port", "9100"]  # /healthz + /metrics
     assert depends(relay).get("migrate") == "service_completed_successfully"
     assert depends(relay).get("topology") == "service_completed_successfully"
     for name in ("migrate", "topology", "relay"):

@@ -67,7 +67,10 @@ def test_container_command_serves_health(name: str, database_url: str, tmp_path:
         "HOST": "127.0.0.1",
         "DATA_DIR": str(tmp_path / "data"),
         "DATABASE_URL": database_url,
+        # The image's multiprocess metrics folder, but private to this test.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
     }
+    (tmp_path / "prometheus").mkdir()
     log = tmp_path / "function.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)

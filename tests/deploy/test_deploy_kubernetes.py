@@ -296,7 +296,9 @@ def test_relay_and_ui(plain_objects: list[dict]) -> None:
         for d in objects_of(plain_objects, "Deployment")
     }
     relay = deployments["relay"]["spec"]
-    assert relay["template"]["spec"]["containers"][0]["args"] == ["relay"]
+    container = relay["template"]["spec"]["containers"][0]
+    assert container["args"] == ["relay", "--health-port", "9100"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert 1 <= relay["replicas"] <= 2
     ui = deployments["ui"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in ui["env"]}
