@@ -52,7 +52,9 @@ def database_url() -> Iterator[str]:
     from call_downloader.db.engine import dispose_engine
 
     dispose_engine()
-    _delete_test_queues()
+    from broker_cleanup import delete_namespace_queues
+
+    delete_namespace_queues(BASE_ENV["EVENT_NAMESPACE"])
     import psycopg
 
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -72,22 +74,3 @@ def db(database_url: str) -> Iterator[None]:
     with get_engine().begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     dispose_engine()
-
-
-def _delete_test_queues() -> None:
-    """Drop this run's RabbitMQ exchange and queues (leftover quorum queues pile up)."""
-    from call_downloader.events.broker import Topology, connect
-
-    try:
-        conn = connect()
-    except Exception:
-        return
-    try:
-        Topology(BASE_ENV["EVENT_NAMESPACE"]).delete(conn.channel())
-    except Exception:
-        pass
-    finally:
-        try:
-            conn.close()
-        except Exception:
-            pass

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from broker_cleanup import delete_namespace_queues
 from fakes import FakeAI, Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,26 +142,6 @@ def stop_server(server: RunningServer) -> None:
         server.proc.kill()
         server.proc.wait(10)
     delete_namespace_queues(server.namespace)
-
-
-def delete_namespace_queues(namespace: str) -> None:
-    """Remove the run's exchange and queues: hundreds of leftover quorum queues would slow
-    every later RabbitMQ restart on this machine."""
-    from call_downloader.events.broker import Topology, connect
-
-    try:
-        conn = connect()
-    except Exception:
-        return  # RabbitMQ not running (embedded mode test or a drill): nothing to clean
-    try:
-        Topology(namespace).delete(conn.channel())
-    except Exception:
-        pass
-    finally:
-        try:
-            conn.close()
-        except Exception:
-            pass
 
 
 @pytest.fixture
