@@ -33,7 +33,7 @@ ui: $(UI_STAMP)
 
 run: install
 	@if [ -f frontend/package.json ]; then $(MAKE) --no-print-directory ui; fi
-	PORT=$(PORT) $(BIN)/call-downloader run
+	PORT=$(PORT) exec $(BIN)/call-downloader run
 
 test: install tools
 	$(BIN)/ruff check shared functions tests

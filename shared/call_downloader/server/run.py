@@ -119,7 +119,17 @@ def configure_logging() -> None:
     configure()
 
 
+def _stop_with_parent() -> None:
+    """SIGTERM when the parent dies: `make run` killed with SIGTERM does not forward it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def run() -> int:
+    _stop_with_parent()
     configure_logging()
     embedded = choose_backends()
     filled = prepare_environment()
