@@ -9,17 +9,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from call_downloader.config import get_settings, sqlalchemy_url
 from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import OutboxEvent
 from call_downloader.events import outbox
-from call_downloader.events.broker import Publisher, PublishError, Topology, topology
+from call_downloader.events.broker import Message, Publisher, PublishError, Topology, topology
 from call_downloader.observability import metrics
 from call_downloader.observability import state as state_metrics
 from call_downloader.testing import faults
@@ -29,6 +31,21 @@ log = logging.getLogger(__name__)
 
 def publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> int:
     """Publish up to `batch` due events; returns how many were published."""
+    return _publish_due(publisher, topo, batch).published
+
+
+@dataclass(frozen=True)
+class _Round:
+    published: int
+    failed: bool  # the broker refused or was unreachable: back off
+    more: bool  # a full batch: more may be due at once
+    next_due: float | None  # seconds until the earliest unpublished event (None: none)
+
+
+def _publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> _Round:
+    """One round in one transaction: lock the due rows, publish them as a batch (confirms
+    awaited together when the publisher can), mark the confirmed ones, and find when the next
+    scheduled one is due (instead of a separate transaction per question)."""
     now = datetime.now(UTC)
     with unit_of_work() as session:
         rows = (
@@ -43,27 +60,65 @@ def publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> int:
             .all()
         )
         published = 0
-        for row in rows:
-            body = outbox.to_envelope(row)
+        failed = False
+        if rows:
             faults.point("relay.before_publish")  # committed, not yet published
-            try:
-                publisher.publish(
-                    topo.exchange,
-                    row.type,
-                    _json(body),
-                    headers={"traceparent": row.traceparent} if row.traceparent else None,
-                    message_id=str(row.id),
-                )
-            except PublishError:
-                row.publish_attempts += 1
-                metrics.outbox_publish_failed()
-                log.warning("outbox publish failed; will retry", extra={"event_id": str(row.id)})
-                break  # keep order; the broker is likely down: back off
+            confirmed = _publish_rows(publisher, topo, rows)
             faults.point("relay.after_publish_before_mark")  # published, not marked: re-sent
-            row.published_at = datetime.now(UTC)
-            metrics.outbox_published(row.type, row.available_at)
-            published += 1
-        return published
+            marked_at = datetime.now(UTC)
+            for row, ok in zip(rows, confirmed, strict=True):
+                if ok:
+                    row.published_at = marked_at
+                    metrics.outbox_published(row.type, row.available_at)
+                    published += 1
+                else:
+                    row.publish_attempts += 1
+                    metrics.outbox_publish_failed()
+                    failed = True
+            if failed:
+                log.warning(
+                    "outbox publish failed for %d of %d events; will retry",
+                    len(rows) - published,
+                    len(rows),
+                )
+        more = len(rows) == batch and not failed
+        next_due = None if more else _seconds_until_next_due(session)
+        return _Round(published, failed, more, next_due)
+
+
+def _publish_rows(publisher: Publisher, topo: Topology, rows: list[OutboxEvent]) -> list[bool]:
+    """Which rows the broker confirmed. A publisher without batches (the embedded mode's)
+    publishes one by one and stops at the first failure, as before."""
+    messages = [
+        Message(
+            row.type,
+            _json(outbox.to_envelope(row)),
+            {"traceparent": row.traceparent} if row.traceparent else None,
+            str(row.id),
+        )
+        for row in rows
+    ]
+    publish_many = getattr(publisher, "publish_many", None)
+    if publish_many is not None:
+        try:
+            return list(publish_many(topo.exchange, messages))
+        except PublishError as exc:
+            log.warning("outbox publish failed: %s", exc)
+            return [False] * len(rows)
+    confirmed = [False] * len(rows)
+    for index, message in enumerate(messages):
+        try:
+            publisher.publish(
+                topo.exchange,
+                message.routing_key,
+                message.body,
+                headers=message.headers,
+                message_id=message.message_id,
+            )
+        except PublishError:
+            break  # keep order; the broker is likely down: back off
+        confirmed[index] = True
+    return confirmed
 
 
 def _json(body: dict) -> bytes:  # type: ignore[type-arg]
@@ -74,9 +129,13 @@ def _json(body: dict) -> bytes:  # type: ignore[type-arg]
 
 def seconds_until_next_due() -> float | None:
     with unit_of_work() as session:
-        nxt = session.execute(
-            select(func.min(OutboxEvent.available_at)).where(OutboxEvent.published_at.is_(None))
-        ).scalar()
+        return _seconds_until_next_due(session)
+
+
+def _seconds_until_next_due(session: Session) -> float | None:
+    nxt = session.execute(
+        select(func.min(OutboxEvent.available_at)).where(OutboxEvent.published_at.is_(None))
+    ).scalar()
     if nxt is None:
         return None
     if nxt.tzinfo is None:
@@ -128,12 +187,18 @@ class Relay:
         failures = 0
         while not self.stopped.is_set():
             try:
-                count = publish_due(self.publisher, topo)
-                failures = 0
-                if count:
-                    continue  # more may be waiting
-                nxt = seconds_until_next_due()
-                wait = poll if nxt is None else min(poll, nxt)
+                result = _publish_due(self.publisher, topo)
+                if result.failed:  # the broker refused or is down: back off, not spin
+                    failures += 1
+                    wait = min(30.0, 0.5 * 2**failures)
+                else:
+                    failures = 0
+                    if result.more:
+                        continue  # a full batch: more are due now
+                    # New events wake the listener (NOTIFY at their commit, buffered while
+                    # this round ran); scheduled ones are due after `next_due`.
+                    nxt = result.next_due
+                    wait = poll if nxt is None else min(poll, nxt)
             except Exception:  # database or broker down: back off, never die
                 failures += 1
                 # The full trace once; then one line per retry until it recovers.
