@@ -11,6 +11,7 @@ import logging
 import uuid
 from typing import Any
 
+import httpx
 from cloudevents.http import CloudEvent
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,7 @@ from call_downloader.net.backoff import backoff_delay
 from call_downloader.observability import context as obs_context
 from call_downloader.observability import metrics
 from call_downloader.observability.instrument import note_skipped, observe_event
-from call_downloader.pipeline import ai_callback
+from call_downloader.pipeline import ai_callback, outbound
 from call_downloader.pipeline.common import (
     already_processed,
     call_id_of,
@@ -42,22 +43,20 @@ from call_downloader.testing import faults
 log = logging.getLogger(__name__)
 CONSUMER = "call-ai"
 STAGE = "call-ai"
-_clients: dict[tuple[str, str, str, str, float], AiClient] = {}
 
 
-def ai_client() -> AiClient:
-    """One client per configuration, built on first use (settings can change in tests)."""
+def ai_client(http: httpx.Client | None = None) -> AiClient:
+    """The AI client for the current settings (cheap to build; settings can change in tests),
+    sending with `http` (see `pipeline.outbound`: a fresh client sharing one SSL context)."""
     s = get_settings()
-    key = (s.ai_url, s.ai_protocol, s.ai_model, s.ai_api_key, s.ai_timeout_seconds)
-    if key not in _clients:
-        _clients[key] = AiClient(
-            url=s.ai_url,
-            protocol=s.ai_protocol,
-            model=s.ai_model,
-            api_key=s.ai_api_key,
-            timeout=s.ai_timeout_seconds,
-        )
-    return _clients[key]
+    return AiClient(
+        url=s.ai_url,
+        protocol=s.ai_protocol,
+        model=s.ai_model,
+        api_key=s.ai_api_key,
+        timeout=s.ai_timeout_seconds,
+        client=http,
+    )
 
 
 def _has_result(call: Call) -> bool:
@@ -136,8 +135,8 @@ def handle(event: CloudEvent) -> None:
     if not settings.ai_url:
         outcome = AiOutcome(kind="transient", reason="AI_URL is not configured")
     else:
-        with spooled_audio(call_id) as path:
-            outcome = ai_client().analyze(
+        with spooled_audio(call_id) as path, outbound.new_client() as http:
+            outcome = ai_client(http).analyze(
                 path, filename, content_type, metadata, ai_callback.callback_url(token)
             )
     took_ms = round((utcnow() - started).total_seconds() * 1000, 1)
@@ -180,12 +179,12 @@ def handle(event: CloudEvent) -> None:
                 traceparent=trace,
             )
         elif outcome.kind == "permanent":
-            call.ai_callback_jti = None
             call.ai_attempts = attempt_no
+            call.ai_callback_jti = None
             fail_call(session, call, STAGE, "ai_rejected", outcome.reason or "rejected", trace)
         else:  # transient
-            call.ai_callback_jti = None  # that attempt's callback URL is void
             call.ai_attempts = attempt_no
+            call.ai_callback_jti = None  # that attempt's callback URL is void
             delays = settings.ai_retry_delays
             if attempt_no > len(delays):
                 fail_call(

@@ -35,6 +35,7 @@ from call_downloader.net.ssrf import Policy
 from call_downloader.net.webhooks import post_webhook, sign_headers
 from call_downloader.observability import metrics
 from call_downloader.observability.instrument import note_skipped, observe_event
+from call_downloader.pipeline import outbound
 from call_downloader.pipeline.common import (
     already_processed,
     call_id_of,
@@ -148,13 +149,15 @@ def _attempt(event: CloudEvent) -> None:
     else:
         headers = sign_headers(delivery_id, body, secrets)
         headers["content-type"] = "application/json"
-        outcome = post_webhook(
-            url,
-            body,
-            headers,
-            timeout=settings.delivery_timeout_seconds,
-            policy=Policy.destination(),
-        )
+        with outbound.new_client() as http:  # fresh per attempt; shared SSL context
+            outcome = post_webhook(
+                url,
+                body,
+                headers,
+                timeout=settings.delivery_timeout_seconds,
+                policy=Policy.destination(),
+                client=http,
+            )
     faults.point("deliver.after_post_before_record")  # sent, not recorded: sent again
 
     try:
