@@ -221,9 +221,9 @@ def _duplicate_response(call_id: uuid.UUID) -> flask.Response:
     return response
 
 
-def _accepted(call_id: uuid.UUID) -> flask.Response:
-    with unit_of_work() as session:
-        body = call_json(session, call_id)
+def _accepted(call_id: uuid.UUID, body: dict[str, Any]) -> flask.Response:
+    """202 with the call as it was committed (`body` is built inside the ingest transaction,
+    before its commit: no second transaction just to read back what was written)."""
     response = flask.make_response(body, 202)
     response.headers["Location"] = f"/api/v1/calls/{call_id}"
     return response
@@ -354,6 +354,7 @@ def _ingest_upload(
                 raise _Duplicate(found.id)
             _commit_call(session, req, call, sink, traceparent)
             call_id, cached = call.id, sink.cached_bytes
+            body = call_json(session, call_id)
     except _Duplicate as dup:
         return _duplicate_response(dup.call_id)
     except IntegrityError:
@@ -362,7 +363,7 @@ def _ingest_upload(
     faults.point("ingest.after_commit_before_answer")  # stored; the source sees no answer
     if cached is not None:
         audio_store.cache_put(call_id, cached)
-    return _accepted(call_id)
+    return _accepted(call_id, body)
 
 
 class _Duplicate(Exception):
@@ -431,6 +432,7 @@ def _ingest_url(
             sink.finish()
             _commit_call(session, req, call, sink, traceparent)
             call_id, cached = call.id, sink.cached_bytes
+            body = call_json(session, call_id)
     except ForbiddenTarget as exc:
         raise ApiError(422, "audio_url_forbidden", f"audio_url refused: {exc.reason}") from None
     except DownloadTooLarge:
@@ -445,4 +447,4 @@ def _ingest_url(
     faults.point("ingest.after_commit_before_answer")  # stored; the source sees no answer
     if cached is not None:
         audio_store.cache_put(call_id, cached)
-    return _accepted(call_id)
+    return _accepted(call_id, body)

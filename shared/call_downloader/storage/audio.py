@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, event, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from call_downloader.config import get_settings
@@ -29,30 +33,105 @@ CACHE_MAX_BYTES = 16 << 20
 
 
 class ChunkWriter:
-    """Buffers incoming bytes into CHUNK_BYTES rows of `audio_chunks` (same transaction)."""
+    """Buffers incoming bytes into CHUNK_BYTES rows of `audio_chunks` (same transaction).
+
+    On PostgreSQL, once a recording is larger than one row, a helper thread inserts the rows
+    on the transaction's own connection while the caller reads, parses and hashes the next
+    MiB (at most two rows wait: memory stays flat). The caller must not use the session
+    between the first `write` and `close` (ingest does not); `close` waits for every row and
+    re-raises a failed insert, and a commit or rollback of the transaction first stops the
+    helper, so no row is ever written outside it. Elsewhere (SQLite) rows are inserted inline.
+    """
+
+    _INSERT = "INSERT INTO audio_chunks (call_id, seq, data) VALUES (%s, %s, %s)"
 
     def __init__(self, session: Session, call_id: uuid.UUID) -> None:
         self.session = session
         self.call_id = call_id
         self.seq = 0
         self._buffer = bytearray()
+        self._rows: queue.Queue[tuple[int, bytes] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None
+        self._error: BaseException | None = None
 
     def write(self, data: bytes) -> None:
         self._buffer += data
         while len(self._buffer) >= CHUNK_BYTES:
-            self._flush(bytes(self._buffer[:CHUNK_BYTES]))
+            with memoryview(self._buffer) as view:  # one copy per row, not two
+                chunk = bytes(view[:CHUNK_BYTES])
             del self._buffer[:CHUNK_BYTES]
+            if self._thread is None:
+                self._start_helper()
+            self._flush(chunk)
 
     def close(self) -> None:
         if self._buffer:
             self._flush(bytes(self._buffer))
             self._buffer.clear()
+        self._stop_helper(raise_error=True)
 
     def _flush(self, chunk: bytes) -> None:
-        self.session.execute(
-            insert(AudioChunk), [{"call_id": self.call_id, "seq": self.seq, "data": chunk}]
-        )
+        if self._rows is not None:
+            if self._error is not None:
+                self._stop_helper(raise_error=True)
+            self._rows.put((self.seq, chunk))
+        else:
+            self.session.execute(
+                insert(AudioChunk), [{"call_id": self.call_id, "seq": self.seq, "data": chunk}]
+            )
         self.seq += 1
+
+    # -- the helper thread (PostgreSQL) ------------------------------------------------------
+    def _start_helper(self) -> None:
+        conn = self.session.connection()  # the transaction's connection (it has begun)
+        if conn.dialect.name != "postgresql":
+            return
+        self._conn = conn
+        self._rows = queue.Queue(maxsize=2)
+        event.listen(conn, "commit", self._on_commit)
+        event.listen(conn, "rollback", self._on_rollback)
+        self._thread = threading.Thread(
+            target=self._insert_rows,
+            args=(conn.connection.driver_connection,),
+            name="audio-chunk-writer",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _insert_rows(self, dbapi_conn: Any) -> None:
+        rows = self._rows
+        assert rows is not None
+        try:
+            with dbapi_conn.cursor() as cursor:
+                while (item := rows.get()) is not None:
+                    cursor.execute(self._INSERT, (self.call_id, item[0], item[1]))
+        except BaseException as exc:
+            self._error = DBAPIError.instance(
+                self._INSERT, None, exc, type(exc) if isinstance(exc, Exception) else Exception
+            )
+            while rows.get() is not None:  # keep taking rows so the writer never blocks
+                pass
+
+    def _stop_helper(self, raise_error: bool) -> None:
+        if self._thread is None or self._rows is None:
+            return
+        self._rows.put(None)
+        self._thread.join()
+        self._thread = None
+        self._rows = None
+        if self._conn is not None:
+            event.remove(self._conn, "commit", self._on_commit)
+            event.remove(self._conn, "rollback", self._on_rollback)
+            self._conn = None
+        if raise_error and self._error is not None:
+            raise self._error
+
+    def _on_commit(self, _conn: Connection) -> None:
+        self._stop_helper(raise_error=True)  # a failed row fails the commit
+
+    def _on_rollback(self, _conn: Connection) -> None:
+        self._stop_helper(raise_error=False)
 
 
 def iter_chunks_from_db(call_id: uuid.UUID) -> Iterator[bytes]:
