@@ -117,9 +117,9 @@ def handle(event: CloudEvent) -> None:
             record(session, call.id, STAGE, "callback_timeout")
         run, attempt_no = call.ai_run, call.ai_attempts + 1
         call.status = CallStatus.PROCESSING
+        token, jti = ai_callback.make_token(call.id, run, settings.ai_callback_timeout_seconds)
         # Valid from now: an asynchronous AI may call back before its 202 is even recorded.
         call.ai_callback_jti = jti
-        token, jti = ai_callback.make_token(call.id, run, settings.ai_callback_timeout_seconds)
         metadata = {
             "call_id": str(call.id),
             "external_id": call.external_id,
