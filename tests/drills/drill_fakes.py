@@ -43,6 +43,10 @@ class ChaosAI(FakeAI):
 
     def _pick(self) -> str | None:
         with self._lock:
+            if self.faults and sum(self.by_fault.values()) < 2:
+                # The first requests of a misbehaving window always misbehave, so a short
+                # drill cannot pass without the AI faults having happened.
+                return list(self.faults)[sum(self.by_fault.values()) % len(self.faults)]
             roll = self._rng.random()
         for name, share in self.faults.items():
             if roll < share:
