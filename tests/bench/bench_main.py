@@ -1,7 +1,7 @@
 """`make bench`: the product measured beside raw baselines in the same run.
 
     .venv/bin/python tests/bench/bench_main.py
-        [--only ingest,pipeline,latency,memory,coldstart,probe] [--calls 300] [--rounds 2]
+        [--only ingest,pipeline,latency,relay,memory,coldstart,probe] [--calls 300] [--rounds 2]
         [--profile] [--chart PATH] [--label NAME]
 
 Prints a table and writes test-artifacts/bench/results-<time>.json (and latest.json). The
@@ -42,7 +42,7 @@ from bench_common import (
     write_json,
 )
 
-ALL = ("ingest", "pipeline", "latency", "memory", "coldstart", "probe")
+ALL = ("ingest", "pipeline", "latency", "relay", "memory", "coldstart", "probe")
 
 
 @dataclass
@@ -145,6 +145,17 @@ def table(results: dict[str, Any]) -> str:
                 fmt_ms(r["product"]["p50_s"]),
                 f"{fmt_ms(r['baseline']['p50_s'])} / {fmt_ms(r['baseline_serial']['p50_s'])}",
                 f"{r['ratio_vs_baseline']:.2f}x",
+                "",
+            )
+        )
+    if "relay" in results:
+        r = results["relay"]
+        rows.append(
+            (
+                f"Outbox relay, backlog of {r['events']}",
+                f"{r['product_events_s']:.0f} events/s",
+                f"{r['baseline_events_s']:.0f} events/s (raw publisher, a confirm each, no DB)",
+                f"{r['ratio']:.2f}x",
                 "",
             )
         )
@@ -261,7 +272,14 @@ def main() -> int:
         "args": vars(args),
     }
     started = time.monotonic()
-    needs_servers = set(selected) & {"ingest", "pipeline", "latency", "memory", "coldstart"}
+    needs_servers = set(selected) & {
+        "ingest",
+        "pipeline",
+        "latency",
+        "relay",
+        "memory",
+        "coldstart",
+    }
     with ExitStack() as stack:
         ctx: Ctx | None = None
         if needs_servers:
@@ -306,6 +324,10 @@ def main() -> int:
             results["pipeline"] = bench_pipeline.run_throughput(
                 ctx, args.calls, args.concurrency, args.rounds, prof
             )
+        if "relay" in selected:
+            import bench_relay
+
+            results["relay"] = bench_relay.run(ctx)
         if "ingest" in selected:
             import bench_ingest
 
