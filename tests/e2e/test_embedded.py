@@ -7,7 +7,7 @@ import signal
 import httpx
 import pytest
 from audio_fixtures import CORE_KINDS, make_fixture
-from conftest import start_server, stop_server, wait_for
+from e2e_support import start_server, stop_server, wait_for
 
 pytestmark = pytest.mark.e2e
 

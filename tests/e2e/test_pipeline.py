@@ -10,7 +10,7 @@ import threading
 import httpx
 import pytest
 from audio_fixtures import ALL_KINDS, ffmpeg_duration, make_fixture
-from conftest import start_server, stop_server, wait_for
+from e2e_support import start_server, stop_server, wait_for
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
