@@ -100,16 +100,35 @@ def _fan_out(event: CloudEvent) -> None:
                 destination_id=dest.id,
                 result_version=version,
                 status=DeliveryStatus.PENDING,
+                round=1,  # set now: its first event carries it
                 next_attempt_at=utcnow(),
             )
             session.add(delivery)
-            outbox.add_event(
-                session,
-                ev.DELIVERY_DUE,
-                call.id,
-                {"call_id": str(call.id), "delivery_id": delivery.id, "attempt": 1, "round": 1},
-                traceparent=trace,
-            )
+            schedule_attempt(session, delivery, 1, traceparent=trace)
+
+
+def schedule_attempt(
+    session: Any,
+    delivery: Delivery,
+    attempt: int,
+    *,
+    delay_seconds: float = 0.0,
+    traceparent: str | None = None,
+) -> None:
+    """The `delivery.due` event of attempt `attempt` of the delivery's current round."""
+    outbox.add_event(
+        session,
+        ev.DELIVERY_DUE,
+        delivery.call_id,
+        {
+            "call_id": str(delivery.call_id),
+            "delivery_id": delivery.id,
+            "attempt": attempt,
+            "round": delivery.round,
+        },
+        delay_seconds=delay_seconds,
+        traceparent=traceparent,
+    )
 
 
 def webhook_body(call: Call, result: Any) -> bytes:
@@ -223,19 +242,7 @@ def _retry_or_dead_letter(
         status_code=delivery.last_status_code,
         retry_in_seconds=round(delay, 2),
     )
-    outbox.add_event(
-        session,
-        ev.DELIVERY_DUE,
-        delivery.call_id,
-        {
-            "call_id": str(delivery.call_id),
-            "delivery_id": delivery.id,
-            "attempt": attempt_no + 1,
-            "round": delivery.round,
-        },
-        delay_seconds=delay,
-        traceparent=trace,
-    )
+    schedule_attempt(session, delivery, attempt_no + 1, delay_seconds=delay, traceparent=trace)
 
 
 def _seconds(value: float) -> Any:

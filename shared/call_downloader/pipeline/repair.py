@@ -19,6 +19,7 @@ from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
 from call_downloader.pipeline.call_ai import call_trace
 from call_downloader.pipeline.common import lock_call, record
+from call_downloader.pipeline.deliver import schedule_attempt
 
 STAGE = "repair"
 
@@ -51,18 +52,7 @@ def _replay(session: Session, delivery: Delivery, actor: str) -> None:
     )
     call = session.get(Call, delivery.call_id)
     trace = call_trace(session, call) if call is not None else None
-    outbox.add_event(
-        session,
-        ev.DELIVERY_DUE,
-        delivery.call_id,
-        {
-            "call_id": str(delivery.call_id),
-            "delivery_id": delivery.id,
-            "attempt": 1,
-            "round": delivery.round,
-        },
-        traceparent=trace,
-    )
+    schedule_attempt(session, delivery, 1, traceparent=trace)
     if (
         call is not None
         and call.status in (CallStatus.FAILED, CallStatus.DELIVERED)
