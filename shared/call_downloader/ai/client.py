@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from call_downloader.net.transport import (
-    USER_AGENT,
     Deadline,
     DeadlineExceeded,
+    new_client,
     parse_retry_after,
     safe_excerpt,
     sanitize_filename,
@@ -109,11 +109,7 @@ class AiClient:
                 headers["Authorization"] = f"Bearer {self.api_key}"
 
         started = time.monotonic()
-        http = self._client or httpx.Client(
-            trust_env=False,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-        )
+        http = self._client or new_client()
         try:
             with open(audio_path, "rb") as audio, Deadline(self.timeout) as deadline:
                 # httpx streams a file object in 64 KiB pieces (with a Content-Length from

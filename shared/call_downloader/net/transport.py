@@ -16,6 +16,7 @@ import math
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 import unicodedata
@@ -135,12 +136,37 @@ def _shutdown(sock: socket.socket) -> None:
         pass  # already closed
 
 
+_ssl_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+
+
+def ssl_context() -> ssl.SSLContext:
+    """The process's verifying SSL context, built on first use (never at import).
+
+    httpx builds a new SSL context for every client unless it is given one, and loading the CA
+    bundle costs 20-30 ms of CPU each time, paid on every exchange even with plain-http peers
+    (measured with `make bench`). SSLContext is safe to share between threads, and
+    certificates are still verified for every connection."""
+    global _ssl_context
+    if _ssl_context is None:
+        with _ssl_lock:
+            if _ssl_context is None:
+                # What httpx.Client(trust_env=False) would build for itself.
+                _ssl_context = httpx.create_ssl_context(trust_env=False)
+    return _ssl_context
+
+
 def new_client() -> httpx.Client:
     """A client that goes exactly where it is told: no proxies from the environment (they would
-    bypass the address pinning), no redirects."""
+    bypass the address pinning), no redirects; the shared SSL context.
+
+    The downloader, the AI client and the webhook poster use a fresh client per exchange, so
+    each exchange's deadline watches every socket it opens and no connection or cookie carries
+    over from one destination or call to the next."""
     return httpx.Client(
         trust_env=False,
         follow_redirects=False,
+        verify=ssl_context(),
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
     )
 

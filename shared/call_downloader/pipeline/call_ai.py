@@ -23,10 +23,11 @@ from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
 from call_downloader.net.backoff import backoff_delay
+from call_downloader.net.transport import new_client
 from call_downloader.observability import context as obs_context
 from call_downloader.observability import metrics
 from call_downloader.observability.instrument import note_skipped, observe_event
-from call_downloader.pipeline import ai_callback, outbound
+from call_downloader.pipeline import ai_callback
 from call_downloader.pipeline.common import (
     already_processed,
     call_id_of,
@@ -135,7 +136,7 @@ def handle(event: CloudEvent) -> None:
     if not settings.ai_url:
         outcome = AiOutcome(kind="transient", reason="AI_URL is not configured")
     else:
-        with spooled_audio(call_id) as path, outbound.new_client() as http:
+        with spooled_audio(call_id) as path, new_client() as http:
             outcome = ai_client(http).analyze(
                 path, filename, content_type, metadata, ai_callback.callback_url(token)
             )

@@ -32,10 +32,10 @@ from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.net.backoff import backoff_delay
 from call_downloader.net.ssrf import Policy
+from call_downloader.net.transport import new_client
 from call_downloader.net.webhooks import post_webhook, sign_headers
 from call_downloader.observability import metrics
 from call_downloader.observability.instrument import note_skipped, observe_event
-from call_downloader.pipeline import outbound
 from call_downloader.pipeline.common import (
     already_processed,
     call_id_of,
@@ -168,7 +168,7 @@ def _attempt(event: CloudEvent) -> None:
     else:
         headers = sign_headers(delivery_id, body, secrets)
         headers["content-type"] = "application/json"
-        with outbound.new_client() as http:  # fresh per attempt; shared SSL context
+        with new_client() as http:  # fresh per attempt (shared SSL context)
             outcome = post_webhook(
                 url,
                 body,
