@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
 from call_downloader.config import get_settings
@@ -43,10 +43,23 @@ def add_event(
         available_at=now + timedelta(seconds=max(0.0, delay_seconds)),
     )
     session.add(row)
-    if session.get_bind().dialect.name == "postgresql":
-        # Wakes the relay at commit (NOTIFY is transactional); polling remains the fallback.
+    settings = get_settings()
+    if delay_seconds < settings.outbox_poll_seconds and session.get_bind().dialect.name == (
+        "postgresql"
+    ):
+        # Wakes the relay at commit (NOTIFY is transactional); polling remains the fallback,
+        # and is soon enough for an event due later than the next poll anyway.
         session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel()})
     return row
+
+
+def withdraw_unpublished(session: Session, event_id: uuid.UUID) -> bool:
+    """Delete a scheduled event the relay has not published yet (its work was done another
+    way); True when it was still there. A published one stays: its consumer must skip it."""
+    deleted = session.execute(
+        delete(OutboxEvent).where(OutboxEvent.id == event_id, OutboxEvent.published_at.is_(None))
+    )
+    return bool(deleted.rowcount)
 
 
 def to_envelope(row: OutboxEvent, source: str = "/call-downloader") -> dict[str, Any]:

@@ -26,6 +26,7 @@ from call_downloader.db.models import (
     DeliveryAttempt,
     DeliveryStatus,
     Destination,
+    OutboxEvent,
     utcnow,
 )
 from call_downloader.events import outbox
@@ -68,10 +69,25 @@ def handle(event: CloudEvent) -> None:
         raise ev.MalformedEvent(f"deliver does not handle {event['type']}")
 
 
+def first_attempt_fallback_seconds() -> float:
+    """When the `delivery.due` event of a first attempt made inline falls due: after the
+    attempt's own time limit, so a live attempt is not duplicated."""
+    return get_settings().delivery_timeout_seconds + 30.0
+
+
 def _fan_out(event: CloudEvent) -> None:
-    """One delivery per enabled destination, each with its first attempt due now."""
+    """One delivery per enabled destination, each attempted at once.
+
+    The first attempts are made right here, after the deliveries are committed: that saves an
+    outbox row's trip through the relay, the broker and the dispatcher per call. Each
+    delivery's `delivery.due` event for attempt 1 is committed with it, due only after
+    `first_attempt_fallback_seconds()`: if this process dies before an attempt is recorded,
+    that event makes it (same webhook-id); once the attempt is recorded, the event is withdrawn
+    (or, if already published, skipped as stale).
+    """
     call_id, event_id, trace = call_id_of(event), str(event["id"]), traceparent_of(event)
     version = int(ev.event_data(event).get("result_version", 0))
+    first_attempts: list[tuple[str, uuid.UUID]] = []
     with unit_of_work() as session:
         if already_processed(session, CONSUMER, event_id):
             return
@@ -104,7 +120,24 @@ def _fan_out(event: CloudEvent) -> None:
                 next_attempt_at=utcnow(),
             )
             session.add(delivery)
-            schedule_attempt(session, delivery, 1, traceparent=trace)
+            fallback = schedule_attempt(
+                session,
+                delivery,
+                1,
+                delay_seconds=first_attempt_fallback_seconds(),
+                traceparent=trace,
+            )
+            first_attempts.append((delivery.id, fallback.id))
+    for delivery_id, fallback_id in first_attempts:
+        try:
+            _attempt_delivery(delivery_id, 1, 1, trace, withdraw=fallback_id)
+        except Exception:  # its scheduled event makes the attempt instead
+            log.warning(
+                "first attempt of delivery %s failed before it was recorded; "
+                "its scheduled event will make it",
+                delivery_id,
+                exc_info=True,
+            )
 
 
 def schedule_attempt(
@@ -114,9 +147,9 @@ def schedule_attempt(
     *,
     delay_seconds: float = 0.0,
     traceparent: str | None = None,
-) -> None:
+) -> OutboxEvent:
     """The `delivery.due` event of attempt `attempt` of the delivery's current round."""
-    outbox.add_event(
+    return outbox.add_event(
         session,
         ev.DELIVERY_DUE,
         delivery.call_id,
@@ -138,9 +171,25 @@ def webhook_body(call: Call, result: Any) -> bytes:
 
 def _attempt(event: CloudEvent) -> None:
     data = ev.event_data(event)
-    trace = traceparent_of(event)
-    delivery_id = str(data.get("delivery_id", ""))
-    attempt_no, round_no = int(data.get("attempt", 0)), int(data.get("round", 1))
+    _attempt_delivery(
+        str(data.get("delivery_id", "")),
+        int(data.get("attempt", 0)),
+        int(data.get("round", 1)),
+        traceparent_of(event),
+    )
+
+
+def _attempt_delivery(
+    delivery_id: str,
+    attempt_no: int,
+    round_no: int,
+    trace: str | None,
+    *,
+    withdraw: uuid.UUID | None = None,
+) -> None:
+    """Make attempt `attempt_no` of the delivery's round `round_no`, unless it happened
+    already; `withdraw`: the outbox event scheduled for this same attempt, deleted when the
+    attempt is recorded (unless the relay has published it: then it arrives stale)."""
     with unit_of_work() as session:
         delivery = session.get(Delivery, delivery_id)
         if (
@@ -187,6 +236,8 @@ def _attempt(event: CloudEvent) -> None:
             if delivery.attempts != attempt_no - 1 or delivery.status != DeliveryStatus.PENDING:
                 return
             delivery.attempts = attempt_no
+            if withdraw is not None:
+                outbox.withdraw_unpublished(session, withdraw)
             if outcome is None:
                 session.add(
                     DeliveryAttempt(
