@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     audio_cache_ttl_seconds: int = 3600
     dispatcher_max_attempts: int = 8
     dispatcher_concurrency: int = 8
+    # `make run` only: dispatcher processes started beside the server process, so the stages
+    # use more than one core (one Python process is CPU-bound at one core). Unset: one per
+    # core beyond the first. Embedded mode (SQLite, database queues) always runs one process.
+    run_dispatcher_processes: int | None = None
     outbox_poll_seconds: float = 1.0
     data_dir: str = ".data"
 

@@ -430,12 +430,42 @@ def cleanup_redis(namespace: str) -> None:
 # --- memory ----------------------------------------------------------------------------------
 
 
-def rss_bytes(pid: int) -> int:
+def child_pids(pid: int) -> list[int]:
+    """Live descendants of `pid` (`make run` starts dispatcher processes beside the server)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            found.append(kid)
+            found.extend(child_pids(kid))
+    return found
+
+
+def _own_rss(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set of the process and its live descendants."""
+    total = _own_rss(pid)
+    for kid in child_pids(pid):
+        try:
+            total += _own_rss(kid)
+        except (OSError, RuntimeError):  # exited meanwhile
+            pass
+    return total
 
 
 class RssSampler:
@@ -474,12 +504,22 @@ class RssSampler:
         return self.peak - self.start_rss
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process (all its threads) has used."""
+def _stat_ticks(pid: int) -> int:
+    # utime + stime of the process, plus cutime + cstime of its children already reaped.
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    return int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process (all its threads) and its descendants have used."""
+    ticks = _stat_ticks(pid)
+    for kid in child_pids(pid):
+        try:
+            ticks += _stat_ticks(kid)
+        except (OSError, IndexError):  # exited meanwhile (then counted in the parent's cutime)
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def write_json(path: Path, data: Any) -> None:

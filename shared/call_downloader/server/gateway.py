@@ -49,10 +49,12 @@ class Gateway:
         apps: dict[str, WSGIApp],
         ui_dir: Path | None = None,
         extra: dict[str, WSGIApp] | None = None,
+        checks: dict[str, Callable[[], str]] | None = None,
     ) -> None:
         self.apps = apps
         self.ui_dir = ui_dir if ui_dir and (ui_dir / "index.html").exists() else None
         self.extra = extra or {}
+        self.checks = checks or {}  # more /readyz checks: name -> "ok" or "error: ..."
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -65,6 +67,7 @@ class Gateway:
             from call_downloader.health import is_ready, readiness
 
             checks = readiness()
+            checks.update({name: check() for name, check in self.checks.items()})
             ok = is_ready(checks)
             return _json(
                 start_response,
@@ -100,7 +103,9 @@ class Gateway:
         return [data]
 
 
-def build_gateway(ui_dir: Path | None = None) -> Gateway:
+def build_gateway(
+    ui_dir: Path | None = None, checks: dict[str, Callable[[], str]] | None = None
+) -> Gateway:
     apps = {}
     for folder, target in HTTP_FUNCTIONS.items():
         if (repo_root() / "functions" / folder / "main.py").exists():
@@ -108,4 +113,4 @@ def build_gateway(ui_dir: Path | None = None) -> Gateway:
     from call_downloader.observability.endpoints import metrics_wsgi
 
     # /metrics: every function of this process (they all run in it), like each container's.
-    return Gateway(apps, ui_dir, extra={"/metrics": metrics_wsgi})
+    return Gateway(apps, ui_dir, extra={"/metrics": metrics_wsgi}, checks=checks)

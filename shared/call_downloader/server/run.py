@@ -134,6 +134,15 @@ def run() -> int:
     embedded = choose_backends()
     filled = prepare_environment()
     settings = get_settings()
+    from call_downloader.server.workers import DispatcherProcesses, default_count, metrics_dir
+
+    embedded_mode = settings.event_transport == "database" or settings.database_url.startswith(
+        "sqlite"
+    )
+    extra_dispatchers = default_count(settings.run_dispatcher_processes, embedded=embedded_mode)
+    if extra_dispatchers and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before any metric exists: /metrics then sums this process's and the children's.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir(Path(settings.data_dir)))
     port = settings.port
     host = os.environ.get("HOST", "127.0.0.1")
     print(f"Call Downloader starting on http://{host}:{port}", flush=True)
@@ -205,9 +214,22 @@ def run() -> int:
     relay_thread = threading.Thread(target=relay.run, name="outbox-relay", daemon=True)
     relay_thread.start()
     dispatcher.start()
+    children = DispatcherProcesses(extra_dispatchers)
+    children.start()
+    if extra_dispatchers:
+        print(
+            f"  {extra_dispatchers} more dispatcher process(es) beside this one "
+            f"(RUN_DISPATCHER_PROCESSES; pids {', '.join(map(str, children.pids()))})",
+            flush=True,
+        )
 
     ui_dir = Path(__file__).resolve().parents[3] / "frontend" / "dist"
-    server = make_server(host, port, build_gateway(ui_dir), threaded=True)
+    checks: dict[str, Callable[[], str]] = {}
+    if extra_dispatchers:
+        checks["dispatcher_processes"] = lambda: (
+            "ok" if children.alive() else "error: a dispatcher process is restarting"
+        )
+    server = make_server(host, port, build_gateway(ui_dir, checks), threaded=True)
 
     def stop(signum: int, _frame: object) -> None:
         print(f"received signal {signum}: stopping", flush=True)
@@ -229,6 +251,7 @@ def run() -> int:
     try:
         server.serve_forever()
     finally:
+        children.stop()
         dispatcher.stop()
         relay.stop()
         relay_thread.join(5)

@@ -1,0 +1,45 @@
+"""How many dispatcher processes `make run` starts beside the server, and its metrics folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from call_downloader.server import workers
+
+
+@pytest.mark.parametrize(
+    ("configured", "embedded", "cores", "expected"),
+    [
+        (None, False, 2, 1),  # one per core beyond the first
+        (None, False, 8, 7),
+        (None, False, 1, 0),
+        (3, False, 2, 3),  # the setting wins
+        (0, False, 8, 0),
+        (-2, False, 8, 0),
+        (None, True, 8, 0),  # embedded mode: always one process
+        (4, True, 8, 0),
+    ],
+)
+def test_default_count(monkeypatch, configured, embedded, cores, expected):
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: cores)
+    assert workers.default_count(configured, embedded=embedded) == expected
+
+
+def test_metrics_dir_forgets_a_previous_runs_values(tmp_path):
+    first = workers.metrics_dir(tmp_path)
+    (first / "counter_123.db").write_bytes(b"old")
+    (first / "keep.txt").write_text("not a metrics file")
+    second = workers.metrics_dir(tmp_path)
+    assert second == first == (tmp_path / "metrics").resolve()
+    assert sorted(p.name for p in second.iterdir()) == ["keep.txt"]
+
+
+def test_setting_is_read_from_the_environment(monkeypatch):
+    from call_downloader.config import get_settings, reset_settings
+
+    monkeypatch.setenv("RUN_DISPATCHER_PROCESSES", "3")
+    reset_settings()
+    assert get_settings().run_dispatcher_processes == 3
+    monkeypatch.delenv("RUN_DISPATCHER_PROCESSES")
+    reset_settings()
+    assert get_settings().run_dispatcher_processes is None
