@@ -354,7 +354,7 @@ def _ingest_upload(
                 raise _Duplicate(found.id)
             _commit_call(session, req, call, sink, traceparent)
             call_id, cached = call.id, sink.cached_bytes
-            body = call_json(session, call_id)
+            body = call_json(session, call_id, created=True)
     except _Duplicate as dup:
         return _duplicate_response(dup.call_id)
     except IntegrityError:
@@ -432,7 +432,7 @@ def _ingest_url(
             sink.finish()
             _commit_call(session, req, call, sink, traceparent)
             call_id, cached = call.id, sink.cached_bytes
-            body = call_json(session, call_id)
+            body = call_json(session, call_id, created=True)
     except ForbiddenTarget as exc:
         raise ApiError(422, "audio_url_forbidden", f"audio_url refused: {exc.reason}") from None
     except DownloadTooLarge:
