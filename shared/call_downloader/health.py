@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from sqlalchemy import text
-
 _head_lock = threading.Lock()
 _head: str | None = None
 
@@ -43,6 +41,8 @@ def migration_head() -> str:
 
 
 def _database() -> None:
+    from sqlalchemy import text
+
     from call_downloader.db.engine import get_engine
 
     with get_engine().connect() as conn:

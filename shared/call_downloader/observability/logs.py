@@ -200,13 +200,19 @@ def install_record_factory() -> None:
         _factory_installed = True
 
 
-def register_configured_secrets(redactor: Redactor | None = None) -> None:
-    """Teach the redactor the secret values of this process's configuration."""
+def register_env_secrets(redactor: Redactor | None = None) -> None:
+    """Teach the redactor the values of the environment's secret-named variables."""
     redactor = redactor or REDACTOR
     for name, value in os.environ.items():
         if _SECRET_ENV.search(name):
             for part in value.split(","):  # JWT_SECRET may list several
                 redactor.add_secret(part.strip())
+
+
+def register_configured_secrets(redactor: Redactor | None = None) -> None:
+    """Teach the redactor the secret values of this process's configuration."""
+    redactor = redactor or REDACTOR
+    register_env_secrets(redactor)
     try:
         from sqlalchemy.engine import make_url
 
@@ -228,10 +234,15 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler configure() installed, so re-configuring replaces only it."""
 
 
-def configure(level: str | None = None, stream: Any = None) -> None:
-    """JSON lines on stderr for every logger (idempotent; other handlers are kept)."""
+def configure(level: str | None = None, stream: Any = None, settings_secrets: bool = True) -> None:
+    """JSON lines on stderr for every logger (idempotent; other handlers are kept).
+    settings_secrets=False: the caller registers the configuration's secrets itself, later
+    (a function's warm-up: reading the settings is not cheap at cold start)."""
     install_record_factory()
-    register_configured_secrets()
+    if settings_secrets:
+        register_configured_secrets()
+    else:
+        register_env_secrets()
     handler = _Handler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -4,10 +4,12 @@ that Redis being down slows work down a little and never blocks or fails it."""
 from __future__ import annotations
 
 import threading
-
-import redis
+from typing import TYPE_CHECKING
 
 from call_downloader.config import get_settings
+
+if TYPE_CHECKING:
+    import redis  # imported on first use: a large package, and a cold start counts
 
 _lock = threading.Lock()
 _client: redis.Redis | None = None
@@ -24,6 +26,8 @@ def get_redis() -> redis.Redis:
     if _client is None:
         with _lock:
             if _client is None:
+                import redis
+
                 _client = redis.Redis.from_url(
                     get_settings().redis_url,
                     socket_connect_timeout=0.5,
