@@ -3,9 +3,11 @@
 import functions_framework
 
 from call_downloader.observability import endpoints
-from call_downloader.pipeline import call_ai as stage
+from call_downloader.warmup import deferred_module
 
-endpoints.install()  # /healthz, /readyz, /metrics on this function's app
+# Imported in the background (or on first use): the container answers its probes meanwhile.
+stage = deferred_module("call_downloader.pipeline.call_ai", warm_cache=True)
+endpoints.install()  # /healthz, /readyz, /metrics on this function's app; starts the warm-up
 
 
 @functions_framework.cloud_event

@@ -22,7 +22,7 @@ from typing import Any
 
 import flask
 
-from call_downloader.health import is_ready, readiness
+from call_downloader import warmup
 from call_downloader.observability import context
 from call_downloader.observability.metrics import m, method_label, render
 
@@ -37,6 +37,9 @@ def healthz() -> flask.Response:
 
 
 def readyz() -> flask.Response:
+    from call_downloader.health import is_ready, readiness
+
+    warmup.wait()  # ready means warm: the checks run once the warm-up has finished
     checks = readiness()
     ok = is_ready(checks)
     response = flask.jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
@@ -74,6 +77,7 @@ def _function_name(explicit: str | None) -> str:
 
 
 def _before(function: str) -> None:
+    warmup.start_now()  # normally started already (install(), or the forked worker)
     headers = flask.request.headers
     fields: dict[str, Any] = {"function": function}
     incoming = context.valid_traceparent(headers.get("traceparent")) or context.valid_traceparent(
@@ -151,17 +155,19 @@ def _teardown(exc: BaseException | None) -> None:
 
 
 def install(function: str | None = None) -> None:
-    """Add the routes and request hooks to the functions-framework app being built (no-op
-    elsewhere, e.g. when the dispatcher imports the function in-process)."""
+    """Add the routes and request hooks to the functions-framework app being built, and start
+    the warm-up of the function's deferred modules (call_downloader.warmup). No-op elsewhere,
+    e.g. when the dispatcher imports the function in-process (its modules load on first use)."""
     if not flask.has_app_context():
         return
+    warmup.start()
     app = flask.current_app
     name = _function_name(function)
     if not logging.getLogger().handlers:
         # functions-framework configures no logging: JSON lines, as every other process.
         from call_downloader.observability.logs import configure
 
-        configure()
+        configure(settings_secrets=False)  # the warm-up registers the settings' secrets
     for path, view in (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)):
         endpoint = f"cd_ops{path.replace('/', '_')}"
         if endpoint not in app.view_functions:
