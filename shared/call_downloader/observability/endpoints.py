@@ -160,7 +160,6 @@ def install(function: str | None = None) -> None:
     e.g. when the dispatcher imports the function in-process (its modules load on first use)."""
     if not flask.has_app_context():
         return
-    warmup.start()
     app = flask.current_app
     name = _function_name(function)
     if not logging.getLogger().handlers:
@@ -168,6 +167,7 @@ def install(function: str | None = None) -> None:
         from call_downloader.observability.logs import configure
 
         configure(settings_secrets=False)  # the warm-up registers the settings' secrets
+    warmup.start()  # after the logging: the warm-up may log (and registers the secrets)
     for path, view in (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)):
         endpoint = f"cd_ops{path.replace('/', '_')}"
         if endpoint not in app.view_functions:
