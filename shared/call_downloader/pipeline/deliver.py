@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from cloudevents.http import CloudEvent
@@ -87,7 +88,7 @@ def _fan_out(event: CloudEvent) -> None:
     """
     call_id, event_id, trace = call_id_of(event), str(event["id"]), traceparent_of(event)
     version = int(ev.event_data(event).get("result_version", 0))
-    first_attempts: list[tuple[str, uuid.UUID]] = []
+    first_attempts: list[tuple[str, uuid.UUID, _Prepared]] = []
     with unit_of_work() as session:
         if already_processed(session, CONSUMER, event_id):
             return
@@ -100,6 +101,7 @@ def _fan_out(event: CloudEvent) -> None:
         if not destinations:
             record(session, call.id, STAGE, "no_destination")
             return
+        body: bytes | None = None
         for dest in destinations:
             exists = session.execute(
                 select(Delivery.id).where(
@@ -127,10 +129,13 @@ def _fan_out(event: CloudEvent) -> None:
                 delay_seconds=first_attempt_fallback_seconds(),
                 traceparent=trace,
             )
-            first_attempts.append((delivery.id, fallback.id))
-    for delivery_id, fallback_id in first_attempts:
+            if body is None:  # the same webhook body for every destination
+                body = webhook_body(call, _result(session, call.id, version))
+            prepared = _Prepared(body, dest.url, signing_secrets(dest), dest.enabled)
+            first_attempts.append((delivery.id, fallback.id, prepared))
+    for delivery_id, fallback_id, prepared in first_attempts:
         try:
-            _attempt_delivery(delivery_id, 1, 1, trace, withdraw=fallback_id)
+            _attempt_delivery(delivery_id, 1, 1, trace, withdraw=fallback_id, prepared=prepared)
         except Exception:  # its scheduled event makes the attempt instead
             log.warning(
                 "first attempt of delivery %s failed before it was recorded; "
@@ -164,6 +169,22 @@ def schedule_attempt(
     )
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What an attempt sends, and where: read in the transaction that decided to send it."""
+
+    body: bytes
+    url: str
+    secrets: list[str]
+    enabled: bool
+
+
+def _result(session: Any, call_id: uuid.UUID, version: int) -> Any:
+    return session.execute(
+        select(AiResult.result).where(AiResult.call_id == call_id, AiResult.version == version)
+    ).scalar()
+
+
 def webhook_body(call: Call, result: Any) -> bytes:
     payload = {"type": "call.processed", "call": webhook_call(call), "result": result}
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
@@ -186,30 +207,32 @@ def _attempt_delivery(
     trace: str | None,
     *,
     withdraw: uuid.UUID | None = None,
+    prepared: _Prepared | None = None,
 ) -> None:
     """Make attempt `attempt_no` of the delivery's round `round_no`, unless it happened
     already; `withdraw`: the outbox event scheduled for this same attempt, deleted when the
-    attempt is recorded (unless the relay has published it: then it arrives stale)."""
-    with unit_of_work() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if (
-            delivery is None
-            or delivery.status != DeliveryStatus.PENDING
-            or delivery.round != round_no
-            or delivery.attempts != attempt_no - 1
-        ):
-            note_skipped()
-            return  # stale or duplicate: that attempt happened already
-        dest: Destination = delivery.destination
-        call = session.get(Call, delivery.call_id)
-        result = session.execute(
-            select(AiResult.result).where(
-                AiResult.call_id == delivery.call_id, AiResult.version == delivery.result_version
+    attempt is recorded (unless the relay has published it: then it arrives stale);
+    `prepared`: the body and destination, read by the caller's just-committed transaction
+    (the delivery was created there: no need to read it all back)."""
+    if prepared is None:
+        with unit_of_work() as session:
+            delivery = session.get(Delivery, delivery_id)
+            if (
+                delivery is None
+                or delivery.status != DeliveryStatus.PENDING
+                or delivery.round != round_no
+                or delivery.attempts != attempt_no - 1
+            ):
+                note_skipped()
+                return  # stale or duplicate: that attempt happened already
+            dest: Destination = delivery.destination
+            call = session.get(Call, delivery.call_id)
+            assert call is not None
+            result = _result(session, delivery.call_id, delivery.result_version)
+            prepared = _Prepared(
+                webhook_body(call, result), dest.url, signing_secrets(dest), dest.enabled
             )
-        ).scalar()
-        assert call is not None
-        body = webhook_body(call, result)
-        url, secrets, enabled = dest.url, signing_secrets(dest), dest.enabled
+    body, url, secrets, enabled = prepared.body, prepared.url, prepared.secrets, prepared.enabled
 
     settings = get_settings()
     if not enabled:
