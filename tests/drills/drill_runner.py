@@ -393,6 +393,18 @@ class Chaos:
     def hold(self, seconds: float) -> bool:
         return not self.aborted.wait(seconds)
 
+    def hold_until_seen(self, mode: str, seconds: float, longest: float) -> bool:
+        """Hold the destination in `mode` for `seconds`, and on (up to `longest` in all) until
+        it has answered at least one request in it: other faults (the broker down, restarts)
+        can leave a short window without any attempt, and a fault nobody met proves nothing."""
+        if not self.hold(seconds):
+            return False
+        deadline = time.monotonic() + max(0.0, longest - seconds)
+        while self.d.receiver.by_mode.get(mode, 0) == 0 and time.monotonic() < deadline:
+            if not self.hold(0.25):
+                return False
+        return True
+
     def tracks(self) -> list[threading.Thread]:
         faults = set(self.d.cfg.faults)
         plan = []
@@ -495,7 +507,7 @@ class Chaos:
         try:
             d.receiver.mode = "down"
             d.timeline.note("destination", "down: 503 to everything")
-            if not self.hold(max(10.0, 0.2 * self.T)):
+            if not self.hold_until_seen("down", max(10.0, 0.2 * self.T), 1.5 * self.T):
                 return
             d.receiver.mode = "ok"
             d.receiver.offline()
@@ -510,7 +522,7 @@ class Chaos:
                 return
             d.receiver.mode = "redirect"
             d.timeline.note("destination", f"redirecting to {d.receiver.redirect_to}")
-            self.hold(max(5.0, 0.06 * self.T))
+            self.hold_until_seen("redirect", max(5.0, 0.06 * self.T), 1.0 * self.T)
         finally:
             d.receiver.mode = "ok"
             d.timeline.note("destination", "healthy again")
