@@ -237,7 +237,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--ingest-rounds", type=int, default=5)
     parser.add_argument("--single-calls", type=int, default=25)
-    parser.add_argument("--coldstart-repeats", type=int, default=3)
+    parser.add_argument("--coldstart-repeats", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="py-spy the product server")
     parser.add_argument("--chart", default=str(ARTIFACTS / "pipeline.png"))
     parser.add_argument("--label", default="", help="tag for the results file and profiles")
