@@ -258,9 +258,9 @@ def _attempt_delivery(
             ).scalar_one()
             if delivery.attempts != attempt_no - 1 or delivery.status != DeliveryStatus.PENDING:
                 return
-            delivery.attempts = attempt_no
-            if withdraw is not None:
+            if withdraw is not None:  # before any change: no autoflush, one UPDATE below
                 outbox.withdraw_unpublished(session, withdraw)
+            delivery.attempts = attempt_no
             if outcome is None:
                 session.add(
                     DeliveryAttempt(
