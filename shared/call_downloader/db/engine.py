@@ -33,6 +33,9 @@ def build_engine(url: str) -> Engine:
         max_overflow=20,
         pool_pre_ping=True,  # a restarted PostgreSQL costs one retry, not an error
         pool_recycle=1800,
+        # An unreachable host fails a connection attempt in seconds (503, a retried event)
+        # instead of holding the request, or a function's warm-up and /readyz, for minutes.
+        connect_args={"connect_timeout": 10},
     )
 
 
