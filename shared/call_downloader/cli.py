@@ -42,7 +42,11 @@ def _serve_ops(port: int | None, alive) -> None:  # type: ignore[no-untyped-def]
         serve_in_thread(worker_ops_app(alive), "ops", host="0.0.0.0", port=port)  # noqa: S104
 
 
+STOP_GRACE_SECONDS = 25.0
+
+
 def _dispatcher(args: argparse.Namespace) -> int:
+    import os
     import signal
     import threading
 
@@ -53,7 +57,9 @@ def _dispatcher(args: argparse.Namespace) -> int:
         in_process_invoker,
     )
     from call_downloader.observability.logs import configure
+    from call_downloader.server.workers import die_with_parent
 
+    die_with_parent()  # only when `make run` started this process
     configure()
     names = list(EVENT_FUNCTIONS) if args.function == "all" else [args.function]
     for name in names:
@@ -77,6 +83,11 @@ def _dispatcher(args: argparse.Namespace) -> int:
     dispatcher.start()
     _serve_ops(args.health_port, dispatcher.alive)
     done.wait()
+    # In-flight events get STOP_GRACE_SECONDS to finish (within Kubernetes' default 30 s);
+    # after that the process exits anyway and RabbitMQ redelivers what was not acked.
+    deadline = threading.Timer(STOP_GRACE_SECONDS, os._exit, args=(1,))
+    deadline.daemon = True  # a clean stop exits at once, without waiting for it
+    deadline.start()
     dispatcher.stop()
     return 0
 

@@ -18,9 +18,16 @@ pytestmark = pytest.mark.e2e
 
 def children(pid: int) -> set[int]:
     kids: set[int] = set()
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/children") as f:
-            kids |= {int(x) for x in f.read().split()}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:  # the process is gone
+        return kids
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids |= {int(x) for x in f.read().split()}
+        except FileNotFoundError:  # that thread ended meanwhile
+            continue
     return kids
 
 
@@ -35,9 +42,12 @@ def alive(pid: int) -> bool:
 def dispatcher_children(pid: int) -> set[int]:
     found = set()
     for kid in children(pid):
-        with open(f"/proc/{kid}/cmdline", "rb") as f:
-            if b"dispatcher" in f.read():
-                found.add(kid)
+        try:
+            with open(f"/proc/{kid}/cmdline", "rb") as f:
+                if b"dispatcher" in f.read():
+                    found.add(kid)
+        except FileNotFoundError:  # exited meanwhile
+            continue
     return found
 
 

@@ -4,8 +4,8 @@ One Python process runs one core's worth of interpreter at a time (the GIL); the
 CPU-bound Python, so `make run` starts `call-downloader dispatcher --function all` processes
 beside the server process. They compete for the same RabbitMQ queues as the server's own
 dispatcher (a queue hands each message to one consumer), so nothing is handled twice and
-nothing changes for the events. Each child dies with the parent (PR_SET_PDEATHSIG) and is
-restarted, with a pause, if it exits on its own.
+nothing changes for the events. Each child stops when the server dies (PR_SET_PDEATHSIG, see
+`die_with_parent`) and is restarted, with a pause, if it exits on its own.
 """
 
 from __future__ import annotations
@@ -44,11 +44,21 @@ def metrics_dir(data_dir: Path) -> Path:
     return path
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        import ctypes
+PARENT_ENV = "CALL_DOWNLOADER_PARENT_PID"
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+def die_with_parent() -> None:
+    """In a dispatcher process started by `make run` (PARENT_ENV set): SIGTERM when the server
+    dies, even by SIGKILL. Set by the child itself once running (a preexec_fn would run
+    between fork and exec in a parent full of threads, where a held lock can hang it)."""
+    expected = os.environ.get(PARENT_ENV)
+    if not expected or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(expected):  # the server died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class DispatcherProcesses:
@@ -63,10 +73,11 @@ class DispatcherProcesses:
         self._thread: threading.Thread | None = None
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        env = dict(self.env if self.env is not None else os.environ)
+        env[PARENT_ENV] = str(os.getpid())
         return subprocess.Popen(
             [sys.executable, "-m", "call_downloader.cli", "dispatcher", "--function", "all"],
-            env=self.env if self.env is not None else dict(os.environ),
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads run Python in the child)
+            env=env,
         )
 
     def start(self) -> None:

@@ -43,3 +43,24 @@ def test_setting_is_read_from_the_environment(monkeypatch):
     monkeypatch.delenv("RUN_DISPATCHER_PROCESSES")
     reset_settings()
     assert get_settings().run_dispatcher_processes is None
+
+
+def _child(env_value: str | None) -> int:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != workers.PARENT_ENV}
+    if env_value is not None:
+        env[workers.PARENT_ENV] = env_value
+    code = "from call_downloader.server.workers import die_with_parent; die_with_parent()"
+    return subprocess.run([sys.executable, "-c", code], env=env, timeout=60).returncode
+
+
+def test_a_dispatcher_process_whose_server_is_already_gone_stops_at_once():
+    import os
+    import signal
+
+    assert _child(str(os.getpid())) == 0  # its parent is the one named: runs on
+    assert _child("1") == -signal.SIGTERM  # named parent gone (reparented): stops
+    assert _child(None) == 0  # not started by `make run`: nothing to do
