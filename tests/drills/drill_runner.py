@@ -495,7 +495,14 @@ class Chaos:
         d.ai.faults = {**AI_FAULT_MIX, "huge": HUGE_SHARE}
         d.timeline.note("ai", "misbehaving", mix=d.ai.faults)
         try:
-            self.at(0.55)
+            # On, and on past its end until it has served two faults: the broker down and
+            # restarts can leave the window without any AI request (a fault nobody met
+            # proves nothing).
+            if self.at(0.55):
+                deadline = self.d.timeline.t0 + 1.5 * self.T
+                while sum(d.ai.by_fault.values()) < 2 and time.monotonic() < deadline:
+                    if not self.hold(0.25):
+                        break
         finally:
             d.ai.faults = {}
             d.timeline.note("ai", "healthy again")

@@ -138,7 +138,7 @@ def test_dispatcher_processes_share_the_work_restart_and_stop_with_the_server(
         survivors = dispatcher_children(server.proc.pid)
         os.kill(server.proc.pid, signal.SIGKILL)
         server.proc.wait(10)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 45  # SIGTERM, then at most the 25 s stop grace
         while any(alive(p) for p in survivors) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(alive(p) for p in survivors)
