@@ -57,7 +57,7 @@ def _dispatcher(args: argparse.Namespace) -> int:
         in_process_invoker,
     )
     from call_downloader.observability.logs import configure
-    from call_downloader.server.workers import die_with_parent
+    from call_downloader.server.workers import die_with_parent, parent_gone
 
     die_with_parent()  # only when `make run` started this process
     configure()
@@ -82,7 +82,9 @@ def _dispatcher(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: done.set())
     dispatcher.start()
     _serve_ops(args.health_port, dispatcher.alive)
-    done.wait()
+    while not done.wait(1.0):
+        if parent_gone():  # started by `make run`, whose server is gone
+            break
     # In-flight events get STOP_GRACE_SECONDS to finish (within Kubernetes' default 30 s);
     # after that the process exits anyway and RabbitMQ redelivers what was not acked.
     deadline = threading.Timer(STOP_GRACE_SECONDS, os._exit, args=(1,))

@@ -119,23 +119,19 @@ def configure_logging() -> None:
     configure()
 
 
-def _stop_with_parent() -> None:
-    """SIGTERM when the parent dies: `make run` killed with SIGTERM does not forward it."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def run() -> int:
-    _stop_with_parent()
+    from call_downloader.server.workers import (
+        DispatcherProcesses,
+        default_count,
+        metrics_dir,
+        stop_with_parent,
+    )
+
+    stop_with_parent()  # `make run` killed with SIGTERM does not forward it
     configure_logging()
     embedded = choose_backends()
     filled = prepare_environment()
     settings = get_settings()
-    from call_downloader.server.workers import DispatcherProcesses, default_count, metrics_dir
-
     embedded_mode = settings.event_transport == "database" or settings.database_url.startswith(
         "sqlite"
     )

@@ -47,34 +47,44 @@ def metrics_dir(data_dir: Path) -> Path:
 PARENT_ENV = "CALL_DOWNLOADER_PARENT_PID"
 
 
-def die_with_parent() -> None:
-    """In a dispatcher process started by `make run` (PARENT_ENV set): SIGTERM when the server
-    dies, even by SIGKILL. Set by the child itself once running (a preexec_fn would run
-    between fork and exec in a parent full of threads, where a held lock can hang it)."""
-    expected = os.environ.get(PARENT_ENV)
-    if not expected or not sys.platform.startswith("linux"):
-        return
-    import ctypes
+def stop_with_parent() -> None:
+    """SIGTERM to this process when its parent dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != int(expected):  # the server died before the line above
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def die_with_parent() -> None:
+    """In a dispatcher process started by `make run` (PARENT_ENV set): stop with the server.
+    Set by the child itself once running (a preexec_fn would run between fork and exec in a
+    parent full of threads, where a held lock can hang it)."""
+    if not os.environ.get(PARENT_ENV):
+        return
+    stop_with_parent()
+    if parent_gone():  # the server died before the line above
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def parent_gone() -> bool:
+    """In a dispatcher process started by `make run`: has the server gone (this process was
+    reparented)? Checked every second as well, should the death signal not arrive."""
+    expected = os.environ.get(PARENT_ENV)
+    return bool(expected) and os.getppid() != int(expected or 0)
 
 
 class DispatcherProcesses:
     """Starts `count` dispatcher processes and keeps them running until `stop()`."""
 
-    def __init__(self, count: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, count: int) -> None:
         self.count = count
-        self.env = env
         self.stopped = threading.Event()
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * count
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        env = dict(self.env if self.env is not None else os.environ)
-        env[PARENT_ENV] = str(os.getpid())
+        env = {**os.environ, PARENT_ENV: str(os.getpid())}
         return subprocess.Popen(
             [sys.executable, "-m", "call_downloader.cli", "dispatcher", "--function", "all"],
             env=env,

@@ -64,3 +64,14 @@ def test_a_dispatcher_process_whose_server_is_already_gone_stops_at_once():
     assert _child(str(os.getpid())) == 0  # its parent is the one named: runs on
     assert _child("1") == -signal.SIGTERM  # named parent gone (reparented): stops
     assert _child(None) == 0  # not started by `make run`: nothing to do
+
+
+def test_parent_gone_only_for_a_process_make_run_started(monkeypatch):
+    import os
+
+    monkeypatch.delenv(workers.PARENT_ENV, raising=False)
+    assert not workers.parent_gone()  # a container's dispatcher has no such parent
+    monkeypatch.setenv(workers.PARENT_ENV, str(os.getppid()))
+    assert not workers.parent_gone()
+    monkeypatch.setenv(workers.PARENT_ENV, str(os.getppid() + 1))
+    assert workers.parent_gone()
