@@ -9,8 +9,12 @@ from call_downloader.server import run
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    for name in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "CACHE", "EVENT_TRANSPORT"):
-        monkeypatch.delenv(name, raising=False)
+    names = ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "CACHE", "EVENT_TRANSPORT")
+    for name in (*names, "OUTBOX_POLL_SECONDS"):
+        # setenv first: monkeypatch then restores the variable's absence too, so what
+        # choose_backends() sets does not leak into later tests (their servers inherit it).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     return monkeypatch
 
