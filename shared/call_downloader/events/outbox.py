@@ -7,13 +7,14 @@ committed rows. A row whose `available_at` lies ahead is a scheduled event (retr
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, text
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, insert, text
 
 from call_downloader.config import get_settings
+from call_downloader.db.engine import dialect_name
 from call_downloader.db.models import OutboxEvent
 from call_downloader.events import types as ev
 
@@ -23,37 +24,44 @@ def notify_channel() -> str:
     return "".join(c if c.isalnum() else "_" for c in get_settings().event_namespace) + "_outbox"
 
 
+@dataclass(frozen=True)
+class AddedEvent:
+    id: uuid.UUID
+
+
 def add_event(
-    session: Session,
+    executor: Any,
     type_: str,
     subject: str | uuid.UUID,
     data: dict[str, Any],
     *,
     delay_seconds: float = 0.0,
     traceparent: str | None = None,
-) -> OutboxEvent:
+) -> AddedEvent:
+    """Insert the event in the caller's transaction (`executor`: a `db.engine.Transaction` or an
+    ORM Session; a plain INSERT either way, without ORM bookkeeping)."""
     now = datetime.now(UTC)
-    row = OutboxEvent(
-        id=uuid.uuid4(),
-        type=type_,
-        subject=str(subject),
-        data=data,
-        traceparent=ev.child_traceparent(traceparent),
-        created_at=now,
-        available_at=now + timedelta(seconds=max(0.0, delay_seconds)),
+    event_id = uuid.uuid4()
+    executor.execute(
+        insert(OutboxEvent.__table__).values(
+            id=event_id,
+            type=type_,
+            subject=str(subject),
+            data=data,
+            traceparent=ev.child_traceparent(traceparent),
+            created_at=now,
+            available_at=now + timedelta(seconds=max(0.0, delay_seconds)),
+        )
     )
-    session.add(row)
     settings = get_settings()
-    if delay_seconds < settings.outbox_poll_seconds and session.get_bind().dialect.name == (
-        "postgresql"
-    ):
+    if delay_seconds < settings.outbox_poll_seconds and dialect_name(executor) == "postgresql":
         # Wakes the relay at commit (NOTIFY is transactional); polling remains the fallback,
         # and is soon enough for an event due later than the next poll anyway.
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel()})
-    return row
+        executor.execute(text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel()})
+    return AddedEvent(event_id)
 
 
-def withdraw_unpublished(session: Session, event_id: uuid.UUID) -> bool:
+def withdraw_unpublished(session: Any, event_id: uuid.UUID) -> bool:
     """Delete a scheduled event the relay has not published yet (its work was done another
     way); True when it was still there. A published one stays: its consumer must skip it."""
     deleted = session.execute(

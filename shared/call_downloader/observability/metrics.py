@@ -220,7 +220,12 @@ def m() -> _Metrics:
 
 def after_commit(session: Any, fn: Callable[[], None]) -> None:
     """Run `fn` once `session`'s transaction commits (never if it rolls back), so a counter
-    moves only for what really happened. Outside a transaction-capable session: now."""
+    moves only for what really happened. Outside a transaction-capable session: now.
+    `session`: an ORM Session, or a `db.engine.Transaction` (which keeps its own list)."""
+    hook = getattr(session, "after_commit", None)
+    if hook is not None:
+        hook(fn)
+        return
     if session is None or not hasattr(session, "info"):
         fn()
         return

@@ -9,9 +9,12 @@ import uuid
 from typing import Any
 
 from cloudevents.http import CloudEvent
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from call_downloader.db.engine import dialect_name
 from call_downloader.db.models import Call, CallStatus, ProcessedEvent, TimelineEntry, utcnow
 from call_downloader.events import types as ev
 from call_downloader.observability import metrics
@@ -66,6 +69,76 @@ def fail_call(
     call.error_detail = detail[:2000]
     record(session, call.id, stage, "failed", reason=reason, detail=detail[:500])
     metrics.call_failed(session, stage, reason)
+
+
+# -- The same, as plain Core statements on a `db.engine.Transaction` (the hot paths) ----------
+
+CALLS = Call.__table__
+PROCESSED = ProcessedEvent.__table__
+TIMELINE = TimelineEntry.__table__
+
+
+def was_processed(tx: Any, consumer: str, event_id: str) -> bool:
+    """Has `consumer` applied this event? (A read-only look; `claim_event` is the write.)"""
+    found = tx.execute(
+        select(PROCESSED.c.event_id).where(
+            PROCESSED.c.consumer == consumer, PROCESSED.c.event_id == event_id
+        )
+    ).first()
+    if found is not None:
+        note_skipped()
+    return found is not None
+
+
+def claim_event(tx: Any, consumer: str, event_id: str) -> bool:
+    """Record that `consumer` applies this event in `tx`; False (and the outcome "skipped")
+    when it was applied already. One statement for the check and the mark: a concurrent
+    duplicate waits on the uncommitted key, then finds it."""
+    insert_ = pg_insert if dialect_name(tx) == "postgresql" else sqlite_insert
+    claimed = tx.execute(
+        insert_(PROCESSED)
+        .values(consumer=consumer, event_id=event_id, processed_at=utcnow())
+        .on_conflict_do_nothing()
+    ).rowcount
+    if not claimed:
+        note_skipped()
+    return bool(claimed)
+
+
+def add_timeline(tx: Any, call_id: uuid.UUID, stage: str, event: str, **detail: Any) -> None:
+    tx.execute(
+        insert(TIMELINE).values(
+            call_id=call_id, stage=stage, event=event, detail=detail, at=utcnow()
+        )
+    )
+
+
+def lock_call_row(tx: Any, call_id: uuid.UUID, *columns: Any) -> Any:
+    """The call's row (all columns, or `columns`) locked for this transaction; None if gone."""
+    return tx.execute(
+        select(*(columns or (CALLS,))).where(CALLS.c.id == call_id).with_for_update()
+    ).first()
+
+
+def update_call(tx: Any, call_id: uuid.UUID, **values: Any) -> None:
+    tx.execute(update(CALLS).where(CALLS.c.id == call_id).values(**values))
+
+
+def fail_call_row(
+    tx: Any, call_id: uuid.UUID, stage: str, reason: str, detail: str, **values: Any
+) -> None:
+    """`fail_call` for a call read as a row: status, error, timeline and metric."""
+    update_call(
+        tx,
+        call_id,
+        status=CallStatus.FAILED,
+        error_stage=stage,
+        error_reason=reason,
+        error_detail=detail[:2000],
+        **values,
+    )
+    add_timeline(tx, call_id, stage, "failed", reason=reason, detail=detail[:500])
+    metrics.call_failed(tx, stage, reason)
 
 
 def call_id_of(event: CloudEvent) -> uuid.UUID:

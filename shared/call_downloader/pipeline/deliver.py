@@ -27,7 +27,6 @@ from call_downloader.db.models import (
     DeliveryAttempt,
     DeliveryStatus,
     Destination,
-    OutboxEvent,
     utcnow,
 )
 from call_downloader.events import outbox
@@ -152,7 +151,7 @@ def schedule_attempt(
     *,
     delay_seconds: float = 0.0,
     traceparent: str | None = None,
-) -> OutboxEvent:
+) -> outbox.AddedEvent:
     """The `delivery.due` event of attempt `attempt` of the delivery's current round."""
     return outbox.add_event(
         session,
