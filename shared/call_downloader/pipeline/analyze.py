@@ -9,22 +9,24 @@ from __future__ import annotations
 import logging
 
 from cloudevents.http import CloudEvent
+from sqlalchemy import select
 
 from call_downloader.audio.probe import InvalidAudio, probe_file
-from call_downloader.db.engine import unit_of_work
-from call_downloader.db.models import Call, CallStatus, utcnow
+from call_downloader.db.engine import transaction
+from call_downloader.db.models import CallStatus, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.observability import metrics
 from call_downloader.observability.instrument import note_skipped, observe_event
 from call_downloader.pipeline.common import (
-    already_processed,
+    CALLS,
+    add_timeline,
     call_id_of,
-    fail_call,
-    lock_call,
-    mark_processed,
-    record,
+    claim_event,
+    fail_call_row,
+    lock_call_row,
     traceparent_of,
+    update_call,
 )
 from call_downloader.storage.audio import spooled_audio
 from call_downloader.testing import faults
@@ -38,13 +40,15 @@ def handle(event: CloudEvent) -> None:
     call_id = call_id_of(event)
     event_id = str(event["id"])
     trace = traceparent_of(event)
-    with unit_of_work() as session:
-        if already_processed(session, CONSUMER, event_id):
-            return
-        call = session.get(Call, call_id)
+    # A look, not a lock: the second transaction decides. A redelivered event whose work was
+    # committed finds the call measured already (or its claim taken, below).
+    with transaction() as tx:
+        call = tx.execute(
+            select(CALLS.c.status, CALLS.c.format).where(CALLS.c.id == call_id)
+        ).first()
         if call is None or call.status != CallStatus.RECEIVED:
-            mark_processed(session, CONSUMER, event_id)  # gone or already measured
-            note_skipped()
+            if claim_event(tx, CONSUMER, event_id):
+                note_skipped()  # gone or already measured
             return
         fmt = call.format
 
@@ -57,44 +61,43 @@ def handle(event: CloudEvent) -> None:
         info, problem = None, exc.reason
     faults.point("analyze.after_probe_before_commit")
 
-    with unit_of_work() as session:
-        if already_processed(session, CONSUMER, event_id):
+    with transaction() as tx:
+        if not claim_event(tx, CONSUMER, event_id):
             return
-        call = lock_call(session, call_id)
-        mark_processed(session, CONSUMER, event_id)
+        call = lock_call_row(tx, call_id, CALLS.c.status, CALLS.c.received_at, CALLS.c.ai_run)
         if call is None or call.status != CallStatus.RECEIVED:
             return
         if info is None:
-            fail_call(session, call, "analyze-duration", "invalid_audio", str(problem), trace)
+            fail_call_row(tx, call_id, "analyze-duration", "invalid_audio", str(problem))
             return
-        call.format = info.format
-        call.codec = info.codec
-        call.duration_seconds = round(info.duration_seconds, 3)
-        call.sample_rate = info.sample_rate
-        call.channels = info.channels
-        call.bitrate = info.bitrate
-        call.status = CallStatus.ANALYZED
-        call.analyzed_at = utcnow()
-        metrics.stage_reached(
-            session, "analyzed", call.received_at, call.analyzed_at, call.duration_seconds
+        analyzed_at = utcnow()
+        duration = round(info.duration_seconds, 3)
+        update_call(
+            tx,
+            call_id,
+            format=info.format,
+            codec=info.codec,
+            duration_seconds=duration,
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+            bitrate=info.bitrate,
+            status=CallStatus.ANALYZED,
+            analyzed_at=analyzed_at,
         )
-        record(
-            session,
-            call.id,
+        metrics.stage_reached(tx, "analyzed", call.received_at, analyzed_at, duration)
+        add_timeline(
+            tx,
+            call_id,
             "analyze-duration",
             "analyzed",
-            duration_seconds=call.duration_seconds,
+            duration_seconds=duration,
             codec=info.codec,
-            took_ms=round((call.analyzed_at - started).total_seconds() * 1000, 1),
+            took_ms=round((analyzed_at - started).total_seconds() * 1000, 1),
         )
         outbox.add_event(
-            session,
+            tx,
             ev.CALL_ANALYZED,
-            call.id,
-            {
-                "call_id": str(call.id),
-                "run": call.ai_run,
-                "duration_seconds": call.duration_seconds,
-            },
+            call_id,
+            {"call_id": str(call_id), "run": call.ai_run, "duration_seconds": duration},
             traceparent=trace,
         )
