@@ -196,7 +196,8 @@ def test_a_rejection_fails_the_call(ai, analyzed_call):
 def test_accepted_then_the_callback_stores_the_result_once(ai, analyzed_call):
     from call_downloader.pipeline import ai_callback
 
-    ai.script = [Answer(202)]
+    during_request: list[Any] = []
+    ai.script = [Answer(202, before_answer=lambda _: during_request.append(state(analyzed_call)))]
     event = analyzed_event(analyzed_call)
 
     call_ai.handle(event)
@@ -204,6 +205,8 @@ def test_accepted_then_the_callback_stores_the_result_once(ai, analyzed_call):
     token = ai.callback_token()
     s = state(analyzed_call)
     assert (s.call.status, s.call.ai_attempts) == ("processing", 0)  # no retry budget used
+    # Recording the 202 leaves the call as the request found it (nothing to change).
+    assert s.call.updated_at == during_request[0].call.updated_at
     assert s.call.ai_callback_jti == ai_callback.verify_token(token).jti
     [timeout] = s.outbox_of(ev.AI_RETRY)  # re-sends the recording if no callback comes
     assert timeout.data == {"call_id": str(analyzed_call), "run": 1, "attempt": 1}
