@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 from cloudevents.http import CloudEvent
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, insert, select
 
 from call_downloader.ai.client import AiClient, AiOutcome
 from call_downloader.config import get_settings
-from call_downloader.db.engine import unit_of_work
-from call_downloader.db.models import AiResult, Call, CallStatus, utcnow
+from call_downloader.db.engine import transaction
+from call_downloader.db.models import AiResult, CallStatus, OutboxEvent, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
@@ -29,14 +29,17 @@ from call_downloader.observability import metrics
 from call_downloader.observability.instrument import note_skipped, observe_event
 from call_downloader.pipeline import ai_callback
 from call_downloader.pipeline.common import (
-    already_processed,
+    CALLS,
+    PROCESSED,
+    TIMELINE,
+    add_timeline,
     call_id_of,
     check_storable,
-    fail_call,
-    lock_call,
-    mark_processed,
-    record,
+    claim_event,
+    fail_call_row,
+    lock_call_row,
     traceparent_of,
+    update_call,
 )
 from call_downloader.storage.audio import spooled_audio
 from call_downloader.testing import faults
@@ -44,6 +47,31 @@ from call_downloader.testing import faults
 log = logging.getLogger(__name__)
 CONSUMER = "call-ai"
 STAGE = "call-ai"
+AI_RESULTS = AiResult.__table__
+OUTBOX = OutboxEvent.__table__
+
+# What the stage reads of the call (one locked row) before asking the AI, and after it.
+ASK_COLUMNS = (
+    CALLS.c.status,
+    CALLS.c.ai_run,
+    CALLS.c.ai_attempts,
+    CALLS.c.result_version,
+    CALLS.c.ai_callback_jti,
+    CALLS.c.external_id,
+    CALLS.c.duration_seconds,
+    CALLS.c.format,
+    CALLS.c.filename,
+    CALLS.c.metadata.label("metadata_"),
+)
+STORE_COLUMNS = (
+    CALLS.c.status,
+    CALLS.c.ai_run,
+    CALLS.c.ai_attempts,
+    CALLS.c.result_version,
+    CALLS.c.ai_callback_jti,
+    CALLS.c.received_at,
+    CALLS.c.duration_seconds,
+)
 
 
 def ai_client(http: httpx.Client | None = None) -> AiClient:
@@ -60,11 +88,11 @@ def ai_client(http: httpx.Client | None = None) -> AiClient:
     )
 
 
-def _has_result(call: Call) -> bool:
+def _has_result(call: Any) -> bool:
     return call.result_version is not None and call.result_version >= call.ai_run
 
 
-def _wants_ai(call: Call | None, data: dict[str, Any], event_type: str) -> bool:
+def _wants_ai(call: Any, data: dict[str, Any], event_type: str) -> bool:
     """Is this event still the next step of the call's current AI run?"""
     if call is None or call.status not in (CallStatus.ANALYZED, CallStatus.PROCESSING):
         return False
@@ -78,23 +106,76 @@ def _wants_ai(call: Call | None, data: dict[str, Any], event_type: str) -> bool:
     return call.ai_attempts == 0
 
 
-def store_result(session: Session, call: Call, result: Any, trace: str | None, via: str) -> None:
-    version = (call.result_version or 0) + 1
-    session.add(AiResult(id=uuid.uuid4(), call_id=call.id, version=version, result=result))
-    call.result_version = version
-    call.ai_callback_jti = None
-    call.status = CallStatus.PROCESSED
-    call.processed_at = utcnow()
-    metrics.stage_reached(
-        session, "processed", call.received_at, call.processed_at, call.duration_seconds
+def _event_processed(event_id: str) -> Any:
+    """A column telling whether this consumer applied `event_id` already: read with the call's
+    row lock, it saves a statement on every event."""
+    return (
+        exists()
+        .where(PROCESSED.c.consumer == CONSUMER, PROCESSED.c.event_id == event_id)
+        .label("event_processed")
     )
-    call.error_stage = call.error_reason = call.error_detail = None
-    record(session, call.id, STAGE, "result_stored", version=version, via=via)
+
+
+def _add_timeline_entries(
+    tx: Any, call_id: uuid.UUID, *entries: tuple[str, dict[str, Any]]
+) -> None:
+    """Several timeline entries of this stage in one INSERT, timed in their order."""
+    tx.execute(
+        insert(TIMELINE).values(
+            [
+                {
+                    "call_id": call_id,
+                    "stage": STAGE,
+                    "event": event,
+                    "detail": detail,
+                    "at": utcnow(),
+                }
+                for event, detail in entries
+            ]
+        )
+    )
+
+
+def store_result(
+    tx: Any,
+    call_id: uuid.UUID,
+    call: Any,
+    result: Any,
+    trace: str | None,
+    via: str,
+    *,
+    next_entry: tuple[str, dict[str, Any]],
+    **values: Any,
+) -> None:
+    """Keep `result` as the call's next result version: the call (with `values`) processed,
+    the timeline's `result_stored` and then `next_entry`, and the call.processed event.
+    `call`: the locked row (STORE_COLUMNS)."""
+    version = (call.result_version or 0) + 1
+    processed_at = utcnow()
+    update_call(
+        tx,
+        call_id,
+        result_version=version,
+        ai_callback_jti=None,
+        status=CallStatus.PROCESSED,
+        processed_at=processed_at,
+        error_stage=None,
+        error_reason=None,
+        error_detail=None,
+        **values,
+    )
+    tx.execute(
+        insert(AI_RESULTS).values(id=uuid.uuid4(), call_id=call_id, version=version, result=result)
+    )
+    metrics.stage_reached(tx, "processed", call.received_at, processed_at, call.duration_seconds)
+    _add_timeline_entries(
+        tx, call_id, ("result_stored", {"version": version, "via": via}), next_entry
+    )
     outbox.add_event(
-        session,
+        tx,
         ev.CALL_PROCESSED,
-        call.id,
-        {"call_id": str(call.id), "result_version": version},
+        call_id,
+        {"call_id": str(call_id), "result_version": version},
         traceparent=trace,
     )
 
@@ -105,30 +186,31 @@ def handle(event: CloudEvent) -> None:
     event_id, event_type, trace = str(event["id"]), str(event["type"]), traceparent_of(event)
     data = ev.event_data(event)
     settings = get_settings()
-    with unit_of_work() as session:
-        if already_processed(session, CONSUMER, event_id):
-            return
-        call = lock_call(session, call_id)
-        if not _wants_ai(call, data, event_type):
-            mark_processed(session, CONSUMER, event_id)
+    with transaction() as tx:
+        call = lock_call_row(tx, call_id, *ASK_COLUMNS, _event_processed(event_id))
+        if call is not None and call.event_processed:
+            # Applied already. The call's state alone would not tell: after a 202 it still
+            # looks like it waits for its first attempt.
             note_skipped()
             return
-        assert call is not None
+        if not _wants_ai(call, data, event_type):
+            claim_event(tx, CONSUMER, event_id)
+            note_skipped()
+            return
         if event_type == ev.AI_RETRY and call.ai_callback_jti is not None:
-            record(session, call.id, STAGE, "callback_timeout")
+            add_timeline(tx, call_id, STAGE, "callback_timeout")
         run, attempt_no = call.ai_run, call.ai_attempts + 1
-        call.status = CallStatus.PROCESSING
-        token, jti = ai_callback.make_token(call.id, run, settings.ai_callback_timeout_seconds)
+        token, jti = ai_callback.make_token(call_id, run, settings.ai_callback_timeout_seconds)
         # Valid from now: an asynchronous AI may call back before its 202 is even recorded.
-        call.ai_callback_jti = jti
+        update_call(tx, call_id, status=CallStatus.PROCESSING, ai_callback_jti=jti)
         metadata = {
-            "call_id": str(call.id),
+            "call_id": str(call_id),
             "external_id": call.external_id,
             "duration_seconds": call.duration_seconds,
             "format": call.format,
             "metadata": call.metadata_ or {},
         }
-        filename = call.filename or f"{call.id}.{call.format or 'bin'}"
+        filename = call.filename or f"{call_id}.{call.format or 'bin'}"
         content_type = f"audio/{call.format}" if call.format else "application/octet-stream"
 
     started = utcnow()
@@ -150,11 +232,10 @@ def handle(event: CloudEvent) -> None:
     if settings.ai_url:
         metrics.ai_request(outcome.kind, took_ms / 1000)
 
-    with unit_of_work() as session:
-        if already_processed(session, CONSUMER, event_id):
+    with transaction() as tx:
+        if not claim_event(tx, CONSUMER, event_id):
             return
-        call = lock_call(session, call_id)
-        mark_processed(session, CONSUMER, event_id)
+        call = lock_call_row(tx, call_id, *STORE_COLUMNS)
         if (
             call is None
             or call.ai_run != run
@@ -163,56 +244,71 @@ def handle(event: CloudEvent) -> None:
         ):
             return  # an operator acted meanwhile, or a callback already delivered the result
         if outcome.kind == "result":
-            call.ai_attempts = attempt_no
-            store_result(session, call, outcome.result, trace, via="response")
-            record(session, call.id, STAGE, "ai_answered", attempt=attempt_no, took_ms=took_ms)
+            store_result(
+                tx,
+                call_id,
+                call,
+                outcome.result,
+                trace,
+                via="response",
+                next_entry=("ai_answered", {"attempt": attempt_no, "took_ms": took_ms}),
+                ai_attempts=attempt_no,
+            )
         elif outcome.kind == "accepted":
-            call.ai_attempts = attempt_no - 1  # not a failure: no retry budget used
-            call.ai_callback_jti = jti
-            record(session, call.id, STAGE, "ai_accepted", attempt=attempt_no, took_ms=took_ms)
+            # Not a failure: no retry budget used. Usually the row holds these values already
+            # (written before the request): then the call is left as it is.
+            if (call.ai_attempts, call.ai_callback_jti) != (attempt_no - 1, jti):
+                update_call(tx, call_id, ai_attempts=attempt_no - 1, ai_callback_jti=jti)
+            add_timeline(tx, call_id, STAGE, "ai_accepted", attempt=attempt_no, took_ms=took_ms)
             # If the callback never comes, this re-sends the recording.
             outbox.add_event(
-                session,
+                tx,
                 ev.AI_RETRY,
-                call.id,
-                {"call_id": str(call.id), "run": run, "attempt": call.ai_attempts + 1},
+                call_id,
+                {"call_id": str(call_id), "run": run, "attempt": attempt_no},
                 delay_seconds=settings.ai_callback_timeout_seconds,
                 traceparent=trace,
             )
         elif outcome.kind == "permanent":
-            call.ai_attempts = attempt_no
-            call.ai_callback_jti = None
-            fail_call(session, call, STAGE, "ai_rejected", outcome.reason or "rejected", trace)
-        else:  # transient
-            call.ai_attempts = attempt_no
-            call.ai_callback_jti = None  # that attempt's callback URL is void
+            fail_call_row(
+                tx,
+                call_id,
+                STAGE,
+                "ai_rejected",
+                outcome.reason or "rejected",
+                ai_attempts=attempt_no,
+                ai_callback_jti=None,
+            )
+        else:  # transient; that attempt's callback URL is void
             delays = settings.ai_retry_delays
             if attempt_no > len(delays):
-                fail_call(
-                    session,
-                    call,
+                fail_call_row(
+                    tx,
+                    call_id,
                     STAGE,
                     "ai_unavailable",
                     f"gave up after {attempt_no} attempts: {outcome.reason}",
-                    trace,
+                    ai_attempts=attempt_no,
+                    ai_callback_jti=None,
                 )
                 return
+            update_call(tx, call_id, ai_attempts=attempt_no, ai_callback_jti=None)
             delay = backoff_delay(attempt_no, delays, outcome.retry_after)
-            record(
-                session,
-                call.id,
+            add_timeline(
+                tx,
+                call_id,
                 STAGE,
                 "ai_retry_scheduled",
                 attempt=attempt_no,
                 reason=(outcome.reason or "")[:300],
                 retry_in_seconds=round(delay, 2),
             )
-            metrics.ai_retry_scheduled(session)
+            metrics.ai_retry_scheduled(tx)
             outbox.add_event(
-                session,
+                tx,
                 ev.AI_RETRY,
-                call.id,
-                {"call_id": str(call.id), "run": run, "attempt": attempt_no + 1},
+                call_id,
+                {"call_id": str(call_id), "run": run, "attempt": attempt_no + 1},
                 delay_seconds=delay,
                 traceparent=trace,
             )
@@ -228,23 +324,38 @@ def accept_callback(token: str, result: Any) -> tuple[int, str]:
         check_storable(result)
     except ValueError as exc:  # NaN, NUL, ...: jsonb would refuse it at commit (a 500)
         raise ApiError(422, "invalid_result", f"the result cannot be stored: {exc}") from None
-    with unit_of_work() as session:
-        call = lock_call(session, claims.call_id)
+    with transaction() as tx:
+        call = lock_call_row(tx, claims.call_id, *STORE_COLUMNS)
         if call is None or call.ai_run != claims.run or call.ai_callback_jti != claims.jti:
             return 409, "this callback is not expected (already received or superseded)"
-        trace = call_trace(session, call)
+        # Read once the row is locked: the latest event, even one committed while we waited.
+        trace = trace_of(tx, claims.call_id)
         obs_context.bind(traceparent=trace)  # the callback's log lines follow the call's trace
-        store_result(session, call, result, trace, via="callback")
-        record(session, call.id, STAGE, "ai_callback_received")
+        store_result(
+            tx,
+            claims.call_id,
+            call,
+            result,
+            trace,
+            via="callback",
+            next_entry=("ai_callback_received", {}),
+        )
     return 200, "result stored"
 
 
-def call_trace(session: Session, call: Call) -> str | None:
+def trace_of(tx: Any, call_id: uuid.UUID) -> str | None:
     """Continue the call's trace from its most recent event."""
-    from sqlalchemy import select
+    return tx.execute(
+        select(OUTBOX.c.traceparent)
+        .where(OUTBOX.c.subject == str(call_id))
+        .order_by(OUTBOX.c.created_at.desc())
+        .limit(1)
+    ).scalar()
 
-    from call_downloader.db.models import OutboxEvent
 
+def call_trace(session: Any, call: Any) -> str | None:
+    """`trace_of` for the operator repairs (an ORM session and a `Call`): an ORM select, so the
+    session flushes what is pending first, as it always did."""
     return session.execute(
         select(OutboxEvent.traceparent)
         .where(OutboxEvent.subject == str(call.id))
