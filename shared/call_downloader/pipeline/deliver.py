@@ -3,6 +3,8 @@
 Each (call, destination, result version) is one delivery whose id is the `webhook-id`,
 stable across retries. Attempts follow DELIVERY_RETRY_DELAYS (scheduled outbox events), honour
 Retry-After, stop at 410 Gone, never follow redirects, and end dead-lettered after the last one.
+
+The hot path runs Core statements on a `db.engine.transaction()`: no ORM session or objects.
 """
 
 from __future__ import annotations
@@ -11,22 +13,20 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cloudevents.http import CloudEvent
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, exists, insert, select, update
 
 from call_downloader.config import get_settings
-from call_downloader.db.engine import unit_of_work
+from call_downloader.db.engine import transaction
 from call_downloader.db.models import (
     AiResult,
-    Call,
     CallStatus,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
-    Destination,
     utcnow,
 )
 from call_downloader.events import outbox
@@ -34,25 +34,51 @@ from call_downloader.events import types as ev
 from call_downloader.net.backoff import backoff_delay
 from call_downloader.net.ssrf import Policy
 from call_downloader.net.transport import new_client
-from call_downloader.net.webhooks import post_webhook, sign_headers
+from call_downloader.net.webhooks import AttemptOutcome, post_webhook, sign_headers
 from call_downloader.observability import metrics
 from call_downloader.observability.instrument import note_skipped, observe_event
 from call_downloader.pipeline.common import (
-    already_processed,
+    CALLS,
+    add_timeline,
     call_id_of,
-    fail_call,
-    lock_call,
-    mark_processed,
-    record,
+    claim_event,
+    fail_call_row,
+    lock_call_row,
     traceparent_of,
 )
-from call_downloader.pipeline.destinations import enabled_destinations, signing_secrets
+from call_downloader.pipeline.destinations import DESTINATIONS, signing_secrets
 from call_downloader.pipeline.views import webhook_call
 from call_downloader.testing import faults
 
 log = logging.getLogger(__name__)
 CONSUMER = "deliver"
 STAGE = "deliver"
+
+DELIVERIES = Delivery.__table__
+ATTEMPTS = DeliveryAttempt.__table__
+AI_RESULTS = AiResult.__table__
+
+# The call's columns the webhook shows, named as `views.webhook_call` reads them off a `Call`.
+WEBHOOK_CALL_COLUMNS = (
+    CALLS.c.id,
+    CALLS.c.external_id,
+    CALLS.c.duration_seconds,
+    CALLS.c.format,
+    CALLS.c.size_bytes,
+    CALLS.c.sha256,
+    CALLS.c.received_at,
+    CALLS.c.metadata.label("metadata_"),
+)
+# What an attempt needs of a destination (`signing_secrets` reads the secret columns).
+DESTINATION_COLUMNS = (
+    DESTINATIONS.c.id.label("destination_id"),
+    DESTINATIONS.c.name.label("destination_name"),
+    DESTINATIONS.c.url,
+    DESTINATIONS.c.enabled,
+    DESTINATIONS.c.secret,
+    DESTINATIONS.c.previous_secret,
+    DESTINATIONS.c.previous_secret_expires_at,
+)
 
 
 def new_webhook_id() -> str:
@@ -75,6 +101,28 @@ def first_attempt_fallback_seconds() -> float:
     return get_settings().delivery_timeout_seconds + 30.0
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What an attempt sends, and where: read in the transaction that decided to send it."""
+
+    body: bytes
+    url: str
+    secrets: list[str]
+    enabled: bool
+    destination: str  # its name: metrics, log lines, timeline
+
+
+def _prepared(row: Any) -> _Prepared:
+    """From a row with the WEBHOOK_CALL_COLUMNS, DESTINATION_COLUMNS and the AI `result`."""
+    return _Prepared(
+        webhook_body(row, row.result),
+        row.url,
+        signing_secrets(row),
+        row.enabled,
+        row.destination_name,
+    )
+
+
 def _fan_out(event: CloudEvent) -> None:
     """One delivery per enabled destination, each attempted at once.
 
@@ -88,50 +136,78 @@ def _fan_out(event: CloudEvent) -> None:
     call_id, event_id, trace = call_id_of(event), str(event["id"]), traceparent_of(event)
     version = int(ev.event_data(event).get("result_version", 0))
     first_attempts: list[tuple[str, uuid.UUID, _Prepared]] = []
-    with unit_of_work() as session:
-        if already_processed(session, CONSUMER, event_id):
+    with transaction() as tx:
+        if not claim_event(tx, CONSUMER, event_id):
             return
-        mark_processed(session, CONSUMER, event_id)
-        call = session.get(Call, call_id)
-        if call is None or call.result_version != version:
+        # One look for everything: the call and its result (repeated on each row), one row per
+        # enabled destination (none: a single row without one) with its delivery of this
+        # version if there is one already.
+        found = tx.execute(
+            select(
+                *WEBHOOK_CALL_COLUMNS,
+                CALLS.c.result_version,
+                AI_RESULTS.c.result,
+                *DESTINATION_COLUMNS,
+                DELIVERIES.c.id.label("delivery_id"),
+            )
+            .select_from(
+                CALLS.outerjoin(
+                    AI_RESULTS,
+                    and_(AI_RESULTS.c.call_id == CALLS.c.id, AI_RESULTS.c.version == version),
+                )
+                .outerjoin(DESTINATIONS, DESTINATIONS.c.enabled.is_(True))
+                .outerjoin(
+                    DELIVERIES,
+                    and_(
+                        DELIVERIES.c.call_id == CALLS.c.id,
+                        DELIVERIES.c.destination_id == DESTINATIONS.c.id,
+                        DELIVERIES.c.result_version == version,
+                    ),
+                )
+            )
+            .where(CALLS.c.id == call_id)
+        ).all()
+        if not found or found[0].result_version != version:
             note_skipped()
             return  # superseded by a newer result
-        destinations = enabled_destinations(session)
-        if not destinations:
-            record(session, call.id, STAGE, "no_destination")
+        if found[0].destination_id is None:
+            add_timeline(tx, call_id, STAGE, "no_destination")
             return
-        body: bytes | None = None
-        for dest in destinations:
-            exists = session.execute(
-                select(Delivery.id).where(
-                    Delivery.call_id == call.id,
-                    Delivery.destination_id == dest.id,
-                    Delivery.result_version == version,
-                )
-            ).scalar()
-            if exists:
-                continue
-            delivery = Delivery(
-                id=new_webhook_id(),
-                call_id=call.id,
-                destination_id=dest.id,
-                result_version=version,
-                status=DeliveryStatus.PENDING,
-                round=1,  # set now: its first event carries it
-                next_attempt_at=utcnow(),
-            )
-            session.add(delivery)
-            fallback = schedule_attempt(
-                session,
-                delivery,
+        new = [row for row in found if row.delivery_id is None]
+        if not new:
+            return
+        now = utcnow()
+        deliveries = [
+            {
+                "id": new_webhook_id(),
+                "call_id": call_id,
+                "destination_id": row.destination_id,
+                "result_version": version,
+                "status": DeliveryStatus.PENDING,
+                "attempts": 0,
+                "round": 1,  # set now: its first event carries it
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for row in new
+        ]
+        tx.execute(insert(DELIVERIES).values(deliveries))
+        body = webhook_body(new[0], new[0].result)  # the same webhook body for every destination
+        for delivery, row in zip(deliveries, new, strict=True):
+            fallback = _schedule(
+                tx,
+                call_id,
+                delivery["id"],
+                1,
                 1,
                 delay_seconds=first_attempt_fallback_seconds(),
                 traceparent=trace,
             )
-            if body is None:  # the same webhook body for every destination
-                body = webhook_body(call, _result(session, call.id, version))
-            prepared = _Prepared(body, dest.url, signing_secrets(dest), dest.enabled)
-            first_attempts.append((delivery.id, fallback.id, prepared))
+            prepared = _Prepared(
+                body, row.url, signing_secrets(row), row.enabled, row.destination_name
+            )
+            first_attempts.append((delivery["id"], fallback.id, prepared))
     for delivery_id, fallback_id, prepared in first_attempts:
         try:
             _attempt_delivery(delivery_id, 1, 1, trace, withdraw=fallback_id, prepared=prepared)
@@ -144,47 +220,55 @@ def _fan_out(event: CloudEvent) -> None:
             )
 
 
-def schedule_attempt(
-    session: Any,
-    delivery: Delivery,
+def _schedule(
+    executor: Any,
+    call_id: uuid.UUID,
+    delivery_id: str,
+    round_no: int,
     attempt: int,
     *,
     delay_seconds: float = 0.0,
     traceparent: str | None = None,
 ) -> outbox.AddedEvent:
-    """The `delivery.due` event of attempt `attempt` of the delivery's current round."""
+    """The `delivery.due` event of attempt `attempt` of round `round_no` of a delivery."""
     return outbox.add_event(
-        session,
+        executor,
         ev.DELIVERY_DUE,
-        delivery.call_id,
+        call_id,
         {
-            "call_id": str(delivery.call_id),
-            "delivery_id": delivery.id,
+            "call_id": str(call_id),
+            "delivery_id": delivery_id,
             "attempt": attempt,
-            "round": delivery.round,
+            "round": round_no,
         },
         delay_seconds=delay_seconds,
         traceparent=traceparent,
     )
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """What an attempt sends, and where: read in the transaction that decided to send it."""
+def schedule_attempt(
+    session: Any,
+    delivery: Any,
+    attempt: int,
+    *,
+    delay_seconds: float = 0.0,
+    traceparent: str | None = None,
+) -> outbox.AddedEvent:
+    """The `delivery.due` event of attempt `attempt` of the delivery's current round
+    (`delivery`: anything with `id`, `call_id` and `round`, e.g. an ORM `Delivery`)."""
+    return _schedule(
+        session,
+        delivery.call_id,
+        delivery.id,
+        delivery.round,
+        attempt,
+        delay_seconds=delay_seconds,
+        traceparent=traceparent,
+    )
 
-    body: bytes
-    url: str
-    secrets: list[str]
-    enabled: bool
 
-
-def _result(session: Any, call_id: uuid.UUID, version: int) -> Any:
-    return session.execute(
-        select(AiResult.result).where(AiResult.call_id == call_id, AiResult.version == version)
-    ).scalar()
-
-
-def webhook_body(call: Call, result: Any) -> bytes:
+def webhook_body(call: Any, result: Any) -> bytes:
+    """`call`: a `Call`, or a row with WEBHOOK_CALL_COLUMNS."""
     payload = {"type": "call.processed", "call": webhook_call(call), "result": result}
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -197,6 +281,42 @@ def _attempt(event: CloudEvent) -> None:
         int(data.get("round", 1)),
         traceparent_of(event),
     )
+
+
+def _read_attempt(delivery_id: str, attempt_no: int, round_no: int) -> _Prepared | None:
+    """What attempt `attempt_no` of round `round_no` sends, or None when that attempt is stale
+    or a duplicate (it happened already). One statement: delivery, destination, call, result."""
+    with transaction() as tx:
+        row = tx.execute(
+            select(
+                DELIVERIES.c.status.label("delivery_status"),
+                DELIVERIES.c.round,
+                DELIVERIES.c.attempts,
+                *WEBHOOK_CALL_COLUMNS,
+                AI_RESULTS.c.result,
+                *DESTINATION_COLUMNS,
+            )
+            .select_from(
+                DELIVERIES.join(DESTINATIONS, DESTINATIONS.c.id == DELIVERIES.c.destination_id)
+                .join(CALLS, CALLS.c.id == DELIVERIES.c.call_id)
+                .outerjoin(
+                    AI_RESULTS,
+                    and_(
+                        AI_RESULTS.c.call_id == DELIVERIES.c.call_id,
+                        AI_RESULTS.c.version == DELIVERIES.c.result_version,
+                    ),
+                )
+            )
+            .where(DELIVERIES.c.id == delivery_id)
+        ).first()
+    if (
+        row is None
+        or row.delivery_status != DeliveryStatus.PENDING
+        or row.round != round_no
+        or row.attempts != attempt_no - 1
+    ):
+        return None
+    return _prepared(row)
 
 
 def _attempt_delivery(
@@ -214,154 +334,203 @@ def _attempt_delivery(
     `prepared`: the body and destination, read by the caller's just-committed transaction
     (the delivery was created there: no need to read it all back)."""
     if prepared is None:
-        with unit_of_work() as session:
-            delivery = session.get(Delivery, delivery_id)
-            if (
-                delivery is None
-                or delivery.status != DeliveryStatus.PENDING
-                or delivery.round != round_no
-                or delivery.attempts != attempt_no - 1
-            ):
-                note_skipped()
-                return  # stale or duplicate: that attempt happened already
-            dest: Destination = delivery.destination
-            call = session.get(Call, delivery.call_id)
-            assert call is not None
-            result = _result(session, delivery.call_id, delivery.result_version)
-            prepared = _Prepared(
-                webhook_body(call, result), dest.url, signing_secrets(dest), dest.enabled
-            )
-    body, url, secrets, enabled = prepared.body, prepared.url, prepared.secrets, prepared.enabled
+        prepared = _read_attempt(delivery_id, attempt_no, round_no)
+        if prepared is None:
+            note_skipped()
+            return  # stale or duplicate: that attempt happened already
 
-    settings = get_settings()
-    if not enabled:
+    outcome: AttemptOutcome | None
+    if not prepared.enabled:
         outcome = None
     else:
-        headers = sign_headers(delivery_id, body, secrets)
+        headers = sign_headers(delivery_id, prepared.body, prepared.secrets)
         headers["content-type"] = "application/json"
         with new_client() as http:  # fresh per attempt (shared SSL context)
             outcome = post_webhook(
-                url,
-                body,
+                prepared.url,
+                prepared.body,
                 headers,
-                timeout=settings.delivery_timeout_seconds,
+                timeout=get_settings().delivery_timeout_seconds,
                 policy=Policy.destination(),
                 client=http,
             )
     faults.point("deliver.after_post_before_record")  # sent, not recorded: sent again
-
-    try:
-        with unit_of_work() as session:
-            delivery = session.execute(
-                select(Delivery).where(Delivery.id == delivery_id).with_for_update()
-            ).scalar_one()
-            if delivery.attempts != attempt_no - 1 or delivery.status != DeliveryStatus.PENDING:
-                return
-            if withdraw is not None:  # before any change: no autoflush, one UPDATE below
-                outbox.withdraw_unpublished(session, withdraw)
-            delivery.attempts = attempt_no
-            if outcome is None:
-                session.add(
-                    DeliveryAttempt(
-                        delivery_id=delivery_id, number=attempt_no, error="destination disabled"
-                    )
-                )
-                delivery.last_error = "destination disabled"
-                _retry_or_dead_letter(session, delivery, attempt_no, None, trace)
-                metrics.delivery_attempt_done(session, delivery, None)
-                return
-            session.add(
-                DeliveryAttempt(
-                    delivery_id=delivery_id,
-                    number=attempt_no,
-                    status_code=outcome.status_code,
-                    latency_ms=round(outcome.latency_ms, 1),
-                    response_excerpt=outcome.excerpt,
-                    error=outcome.error,
-                )
-            )
-            delivery.last_status_code = outcome.status_code
-            delivery.last_error = outcome.error
-            if outcome.outcome == "delivered":
-                delivery.status = DeliveryStatus.DELIVERED
-                delivery.delivered_at = utcnow()
-                delivery.next_attempt_at = None
-                _maybe_call_delivered(session, delivery, trace)
-            elif outcome.outcome == "gone":
-                _dead_letter(session, delivery, "destination answered 410 Gone", trace)
-            else:
-                _retry_or_dead_letter(session, delivery, attempt_no, outcome.retry_after, trace)
-            metrics.delivery_attempt_done(session, delivery, outcome)
-    except IntegrityError:
-        raise  # concurrent duplicate: the trigger retries and then finds the attempt recorded
+    _record_attempt(delivery_id, attempt_no, outcome, prepared.destination, trace, withdraw)
 
 
-def _retry_or_dead_letter(
-    session: Any, delivery: Delivery, attempt_no: int, retry_after: float | None, trace: str | None
+@dataclass(frozen=True)
+class _Named:
+    name: str
+
+
+@dataclass(frozen=True)
+class _RecordedDelivery:
+    """The delivery after an attempt, as `metrics.delivery_attempt_done` reads it."""
+
+    id: str
+    status: str
+    attempts: int
+    destination: _Named
+
+
+def _record_attempt(
+    delivery_id: str,
+    attempt_no: int,
+    outcome: AttemptOutcome | None,
+    destination: str,
+    trace: str | None,
+    withdraw: uuid.UUID | None,
 ) -> None:
+    """Record attempt `attempt_no` (`outcome` None: the destination is disabled) and what
+    follows from it: delivered (and maybe the call), a retry scheduled, or a dead letter."""
+    now = utcnow()
+    if outcome is None:
+        error: str | None = "destination disabled"
+        changes: dict[str, Any] = {"attempts": attempt_no, "last_error": error}
+        attempt_row: dict[str, Any] = {"error": error}
+        result, retry_after = "retry", None
+    else:
+        error = outcome.error
+        changes = {
+            "attempts": attempt_no,
+            "last_status_code": outcome.status_code,
+            "last_error": error,
+        }
+        attempt_row = {
+            "status_code": outcome.status_code,
+            "latency_ms": round(outcome.latency_ms, 1),
+            "response_excerpt": outcome.excerpt,
+            "error": error,
+        }
+        result, retry_after = outcome.outcome, outcome.retry_after
+
     delays = get_settings().delivery_retry_delays
-    if attempt_no > len(delays):
-        _dead_letter(session, delivery, f"gave up after {attempt_no} attempts", trace)
-        return
-    delay = backoff_delay(attempt_no, delays, retry_after)
-    delivery.next_attempt_at = utcnow() + _seconds(delay)
-    record(
-        session,
-        delivery.call_id,
-        STAGE,
-        "delivery_retry_scheduled",
-        webhook_id=delivery.id,
-        attempt=attempt_no,
-        status_code=delivery.last_status_code,
-        retry_in_seconds=round(delay, 2),
-    )
-    schedule_attempt(session, delivery, attempt_no + 1, delay_seconds=delay, traceparent=trace)
-
-
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
-
-
-def _dead_letter(session: Any, delivery: Delivery, why: str, trace: str | None) -> None:
-    delivery.status = DeliveryStatus.DEAD
-    delivery.next_attempt_at = None
-    delivery.last_error = why if not delivery.last_error else f"{why}; last: {delivery.last_error}"
-    call = lock_call(session, delivery.call_id)
-    if call is not None and call.status != CallStatus.FAILED:
-        fail_call(
-            session,
-            call,
-            STAGE,
-            "delivery_dead_lettered",
-            f"{delivery.destination.name}: {why}",
-            trace,
+    dead_why: str | None = None
+    delay = 0.0
+    if result == "delivered":
+        changes.update(status=DeliveryStatus.DELIVERED, delivered_at=now, next_attempt_at=None)
+    elif result == "gone":
+        dead_why = "destination answered 410 Gone"
+    elif attempt_no > len(delays):
+        dead_why = f"gave up after {attempt_no} attempts"
+    else:
+        delay = backoff_delay(attempt_no, delays, retry_after)
+        changes["next_attempt_at"] = now + timedelta(seconds=delay)
+    if dead_why is not None:
+        changes.update(
+            status=DeliveryStatus.DEAD,
+            next_attempt_at=None,
+            last_error=f"{dead_why}; last: {error}" if error else dead_why,
         )
 
+    with transaction() as tx:
+        # The check and the change in one statement: a concurrent duplicate of this attempt
+        # waits for the row, then finds it changed and records nothing.
+        delivery = tx.execute(
+            update(DELIVERIES)
+            .where(
+                DELIVERIES.c.id == delivery_id,
+                DELIVERIES.c.attempts == attempt_no - 1,
+                DELIVERIES.c.status == DeliveryStatus.PENDING,
+            )
+            .values(**changes)
+            .returning(
+                DELIVERIES.c.call_id,
+                DELIVERIES.c.result_version,
+                DELIVERIES.c.round,
+                DELIVERIES.c.last_status_code,
+            )
+        ).first()
+        if delivery is None:
+            return
+        if withdraw is not None:
+            outbox.withdraw_unpublished(tx, withdraw)
+        tx.execute(
+            insert(ATTEMPTS).values(delivery_id=delivery_id, number=attempt_no, **attempt_row)
+        )
+        if result == "delivered":
+            _maybe_call_delivered(tx, delivery, delivery_id, destination, attempt_no)
+        elif dead_why is not None:
+            call = lock_call_row(tx, delivery.call_id, CALLS.c.status)
+            if call is not None and call.status != CallStatus.FAILED:
+                fail_call_row(
+                    tx,
+                    delivery.call_id,
+                    STAGE,
+                    "delivery_dead_lettered",
+                    f"{destination}: {dead_why}",
+                )
+        else:
+            add_timeline(
+                tx,
+                delivery.call_id,
+                STAGE,
+                "delivery_retry_scheduled",
+                webhook_id=delivery_id,
+                attempt=attempt_no,
+                status_code=delivery.last_status_code,
+                retry_in_seconds=round(delay, 2),
+            )
+            _schedule(
+                tx,
+                delivery.call_id,
+                delivery_id,
+                delivery.round,
+                attempt_no + 1,
+                delay_seconds=delay,
+                traceparent=trace,
+            )
+        recorded = _RecordedDelivery(
+            delivery_id,
+            changes.get("status", DeliveryStatus.PENDING),
+            attempt_no,
+            _Named(destination),
+        )
+        metrics.delivery_attempt_done(tx, recorded, outcome)
 
-def _maybe_call_delivered(session: Any, delivery: Delivery, trace: str | None) -> None:
-    call = lock_call(session, delivery.call_id)
+
+def _maybe_call_delivered(
+    tx: Any, delivery: Any, delivery_id: str, destination: str, attempt_no: int
+) -> None:
+    """The delivery is delivered: note it, and mark the call delivered once all its deliveries
+    of this result version are."""
+    call = lock_call_row(
+        tx, delivery.call_id, CALLS.c.status, CALLS.c.result_version, CALLS.c.received_at
+    )
     if call is None or call.result_version != delivery.result_version:
         return
-    pending = session.execute(
-        select(Delivery.id).where(
-            Delivery.call_id == call.id,
-            Delivery.result_version == delivery.result_version,
-            Delivery.status != DeliveryStatus.DELIVERED,
-        )
-    ).first()
-    record(
-        session,
-        call.id,
+    add_timeline(
+        tx,
+        delivery.call_id,
         STAGE,
         "delivered",
-        webhook_id=delivery.id,
-        destination=delivery.destination.name,
-        attempt=delivery.attempts,
+        webhook_id=delivery_id,
+        destination=destination,
+        attempt=attempt_no,
     )
-    if pending is None and call.status in (CallStatus.PROCESSED, CallStatus.FAILED):
-        call.status = CallStatus.DELIVERED
-        call.delivered_at = utcnow()
-        metrics.stage_reached(session, "delivered", call.received_at, call.delivered_at)
-        call.error_stage = call.error_reason = call.error_detail = None
+    if call.status not in (CallStatus.PROCESSED, CallStatus.FAILED):
+        return
+    # Checked after the call's lock, in a statement of its own: a concurrent attempt on another
+    # of its deliveries that committed meanwhile is seen (READ COMMITTED: a snapshot per
+    # statement).
+    delivered_at = utcnow()
+    marked = tx.execute(
+        update(CALLS)
+        .where(
+            CALLS.c.id == delivery.call_id,
+            ~exists().where(
+                DELIVERIES.c.call_id == delivery.call_id,
+                DELIVERIES.c.result_version == delivery.result_version,
+                DELIVERIES.c.status != DeliveryStatus.DELIVERED,
+            ),
+        )
+        .values(
+            status=CallStatus.DELIVERED,
+            delivered_at=delivered_at,
+            error_stage=None,
+            error_reason=None,
+            error_detail=None,
+        )
+    ).rowcount
+    if marked:
+        metrics.stage_reached(tx, "delivered", call.received_at, delivered_at)

@@ -4,15 +4,16 @@ the `default` destination at start-up; more can be managed from the UI (issue 4)
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from call_downloader.config import get_settings
 from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import Destination
 
+DESTINATIONS = Destination.__table__
 CONFIG_DESTINATION = "default"
 SECRET_OVERLAP = timedelta(hours=24)
 
@@ -58,13 +59,10 @@ def ensure_config_destination() -> None:
         pass  # another process created it at the same moment
 
 
-def enabled_destinations(session: Session) -> list[Destination]:
-    return list(
-        session.execute(select(Destination).where(Destination.enabled.is_(True))).scalars().all()
-    )
-
-
-def signing_secrets(dest: Destination) -> list[str]:
+def signing_secrets(dest: Any) -> list[str]:
+    """The secrets that sign for `dest` (a `Destination`, or a row with its `secret`,
+    `previous_secret` and `previous_secret_expires_at`): current first, then the previous one
+    while its overlap lasts."""
     secrets = [dest.secret]
     expires = dest.previous_secret_expires_at
     if dest.previous_secret and expires is not None:
