@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import delete, insert, text
@@ -22,6 +23,17 @@ from call_downloader.events import types as ev
 def notify_channel() -> str:
     # LISTEN/NOTIFY channel names are identifiers: keep them simple.
     return "".join(c if c.isalnum() else "_" for c in get_settings().event_namespace) + "_outbox"
+
+
+# Built once, on first use: building a statement per event cost as much as executing it.
+@cache
+def _insert_statement() -> Any:
+    return insert(OutboxEvent.__table__)
+
+
+@cache
+def _notify_statement() -> Any:
+    return text("SELECT pg_notify(:channel, '')")
 
 
 @dataclass(frozen=True)
@@ -43,21 +55,22 @@ def add_event(
     now = datetime.now(UTC)
     event_id = uuid.uuid4()
     executor.execute(
-        insert(OutboxEvent.__table__).values(
-            id=event_id,
-            type=type_,
-            subject=str(subject),
-            data=data,
-            traceparent=ev.child_traceparent(traceparent),
-            created_at=now,
-            available_at=now + timedelta(seconds=max(0.0, delay_seconds)),
-        )
+        _insert_statement(),
+        {
+            "id": event_id,
+            "type": type_,
+            "subject": str(subject),
+            "data": data,
+            "traceparent": ev.child_traceparent(traceparent),
+            "created_at": now,
+            "available_at": now + timedelta(seconds=max(0.0, delay_seconds)),
+        },
     )
     settings = get_settings()
     if delay_seconds < settings.outbox_poll_seconds and dialect_name(executor) == "postgresql":
         # Wakes the relay at commit (NOTIFY is transactional); polling remains the fallback,
         # and is soon enough for an event due later than the next poll anyway.
-        executor.execute(text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel()})
+        executor.execute(_notify_statement(), {"channel": notify_channel()})
     return AddedEvent(event_id)
 
 
