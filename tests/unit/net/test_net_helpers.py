@@ -131,3 +131,37 @@ def test_deadline_remaining_and_timeouts() -> None:
         timeout = deadline.timeout(per_operation=5)
         assert timeout.read == 5 and timeout.connect <= 10
         deadline.check()
+
+
+def test_one_watchdog_fires_deadlines_in_time_order_without_a_thread_each() -> None:
+    """A socket pair per deadline: the watchdog shuts the socket down when its deadline is due,
+    the sooner one first even when it was registered last, and ended exchanges are left
+    alone."""
+    import socket
+    import threading
+    import time
+
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        threads_before = threading.active_count()
+        late, soon, ended = Deadline(30), Deadline(0.2), Deadline(0.1)
+        for deadline, (ours, _) in zip((late, soon, ended), pairs, strict=True):
+            deadline.__enter__()
+            deadline._watch(ours)
+        ended.__exit__(None, None, None)  # finished before it was due
+        # At most the one watchdog thread (already running if an earlier test used it).
+        assert threading.active_count() <= threads_before + 1
+        pairs[1][0].settimeout(10)  # a watchdog that never fires fails here
+        assert pairs[1][0].recv(1) == b""  # shut down by the watchdog
+        assert soon._fired
+        time.sleep(0.2)
+        assert not late.expired and not late._fired
+        assert not ended._fired  # closed deadlines are skipped
+        pairs[0][0].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            pairs[0][0].recv(1)  # the late one's socket is still open and idle
+        late.__exit__(None, None, None)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
