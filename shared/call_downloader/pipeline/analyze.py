@@ -7,9 +7,11 @@ goes wrong (database, storage) raises so the trigger retries.
 from __future__ import annotations
 
 import logging
+from functools import cache
+from typing import Any
 
 from cloudevents.http import CloudEvent
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from call_downloader.audio.probe import InvalidAudio, probe_file
 from call_downloader.db.engine import transaction
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 CONSUMER = "analyze-duration"
 
 
+@cache
+def _status_query() -> Any:
+    return select(CALLS.c.status, CALLS.c.format).where(CALLS.c.id == bindparam("call_id_"))
+
+
 @observe_event(CONSUMER)
 def handle(event: CloudEvent) -> None:
     call_id = call_id_of(event)
@@ -43,9 +50,7 @@ def handle(event: CloudEvent) -> None:
     # A look, not a lock: the second transaction decides. A redelivered event whose work was
     # committed finds the call measured already (or its claim taken, below).
     with transaction() as tx:
-        call = tx.execute(
-            select(CALLS.c.status, CALLS.c.format).where(CALLS.c.id == call_id)
-        ).first()
+        call = tx.execute(_status_query(), {"call_id_": call_id}).first()
         if call is None or call.status != CallStatus.RECEIVED:
             if claim_event(tx, CONSUMER, event_id):
                 note_skipped()  # gone or already measured
