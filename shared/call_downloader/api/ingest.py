@@ -12,7 +12,7 @@ from call_downloader.http.routing import Router
 from call_downloader.pipeline import ingest as ingest_stage
 from call_downloader.pipeline.call_ai import accept_callback
 from call_downloader.pipeline.common import load_json
-from call_downloader.security.identity import require
+from call_downloader.security.identity import present, require_in
 
 router = Router("ingest")
 MAX_CALLBACK_BYTES = 20 * 1024 * 1024
@@ -20,8 +20,13 @@ MAX_CALLBACK_BYTES = 20 * 1024 * 1024
 
 @router.route("/api/v1/calls", methods=["POST"])
 def post_call(request: flask.Request) -> flask.Response:
-    identity = require(request, Role.ADMIN, Role.OPERATOR, Role.SOURCE)
-    return ingest_stage.ingest(request, identity)
+    # The credentials are checked before the database is touched; a bearer token's user is
+    # then read in the upload's own transaction.
+    presented = present(request)
+    return ingest_stage.ingest(
+        request,
+        lambda tx: require_in(tx, request, presented, Role.ADMIN, Role.OPERATOR, Role.SOURCE),
+    )
 
 
 @router.route("/api/v1/ai/callback", methods=["POST"])

@@ -3,7 +3,12 @@
 The call row, its audio chunks and its `call.received` event are written in ONE transaction
 while the body streams in (sha256 and size computed on the way, the format decided from the
 first bytes). Any refusal rolls everything back: nothing is half-written. 202 is answered only
-after the commit.
+after the commit, with the call as written (nothing is read back).
+
+The hot path, so Core statements on a `db.engine.Transaction` (no ORM session), as few as
+possible: the same transaction first reads the bearer token's user, and a recording smaller
+than one chunk gets its call row in one INSERT once the body is read (a larger one gets it
+before its first chunk, completed by an UPDATE at the end).
 """
 
 from __future__ import annotations
@@ -14,13 +19,13 @@ import logging
 import re
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import flask
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException
 from streaming_form_data.targets import BaseTarget, ValueTarget
@@ -28,15 +33,15 @@ from streaming_form_data.validators import MaxSizeValidator, ValidationError
 
 from call_downloader.audio.formats import SNIFF_BYTES, sniff_format
 from call_downloader.config import get_settings
-from call_downloader.db.engine import unit_of_work
-from call_downloader.db.models import Call, CallStatus, utcnow
+from call_downloader.db.engine import Transaction, transaction, unit_of_work
+from call_downloader.db.models import CallStatus, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
 from call_downloader.observability import context as obs_context
 from call_downloader.observability import metrics
-from call_downloader.pipeline.common import check_storable, load_json, record
-from call_downloader.pipeline.views import call_json
+from call_downloader.pipeline.common import CALLS, TIMELINE, check_storable, load_json
+from call_downloader.pipeline.views import call_json, created_call_json
 from call_downloader.security.identity import Identity
 from call_downloader.storage import audio as audio_store
 from call_downloader.testing import faults
@@ -50,6 +55,11 @@ MAX_ID_CHARS = 255
 # from its Content-Length before reading anything.
 MULTIPART_OVERHEAD = 256 * 1024
 _PRINTABLE_ID = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
+
+
+# Statements built once: a statement object computes its cache key once.
+_INSERT_CALL = insert(CALLS)
+_INSERT_TIMELINE = insert(TIMELINE)
 
 
 def _too_large(limit: int) -> ApiError:
@@ -105,12 +115,41 @@ def _clean_filename(name: str | None) -> str | None:
     return name[:255] or None
 
 
+class NewCall:
+    """The call being created, and its row's values. The row is inserted just before the
+    first audio chunk (ingest's chunk writer calls `insert_row`): during the body for a
+    recording of more than one chunk (completed by an UPDATE at the end), at the end for a
+    smaller one, then complete in one INSERT."""
+
+    def __init__(self, tx: Transaction, req: IngestRequest) -> None:
+        self.tx = tx
+        self.id = uuid.uuid4()
+        now = utcnow()
+        self.values: dict[str, Any] = {
+            "id": self.id,
+            "source_id": req.identity.user_id,
+            "idempotency_key": req.idempotency_key,
+            "status": CallStatus.RECEIVED,
+            "origin": req.origin,
+            "audio_url": req.audio_url,
+            "metadata": {},
+            "received_at": now,
+            "updated_at": now,
+        }
+        self.inserted = False
+        obs_context.bind(call_id=self.id)  # the request's log lines name the call from here on
+
+    def insert_row(self) -> None:
+        self.tx.execute(_INSERT_CALL, self.values)
+        self.inserted = True
+
+
 @dataclass
 class AudioSink:
     """Streams audio into the call's chunks, hashing, counting, sniffing and caching."""
 
-    session: Session
-    call_id: uuid.UUID
+    tx: Transaction
+    call: NewCall
     limit: int
     size: int = 0
     format: str | None = None
@@ -120,7 +159,9 @@ class AudioSink:
     _writer: audio_store.ChunkWriter | None = None
 
     def __post_init__(self) -> None:
-        self._writer = audio_store.ChunkWriter(self.session, self.call_id)
+        self._writer = audio_store.ChunkWriter(
+            self.tx, self.call.id, before_first_row=self.call.insert_row
+        )
         if get_settings().cache == "none":
             self._cache = None  # nothing would keep it
 
@@ -150,10 +191,19 @@ class AudioSink:
         self.format = fmt
 
     def finish(self) -> None:
+        """The recording is whole: refuse it if empty or not audio. Rows already written are
+        completed (their helper stopped: the transaction is free again); a recording smaller
+        than one chunk waits in memory for `close`, after its call row."""
         if self.size == 0:
             raise ApiError(422, "empty_file", "the recording is empty")
         if self.format is None:
             self._decide()
+        assert self._writer is not None
+        if self._writer.started:
+            self._writer.close()
+
+    def close(self) -> None:
+        """Write what is left (inserting the call row first if no chunk was written yet)."""
         assert self._writer is not None
         self._writer.close()
 
@@ -197,18 +247,44 @@ class IngestRequest:
     audio_url: str | None = None
 
 
-def _existing(
-    session: Session, source_id: uuid.UUID, external_id: str | None, idempotency_key: str | None
-) -> Call | None:
+@dataclass
+class _Stored:
+    call_id: uuid.UUID
+    body: dict[str, Any]
+    cached: bytes | None
+
+
+@dataclass
+class _Attempt:
+    """What a lost race is looked up by (see `_duplicate_after_race`)."""
+
+    identity: Identity | None = None
+    idempotency_key: str | None = None
+    external_id: str | None = None
+
+
+class _Duplicate(Exception):
+    def __init__(self, call_id: uuid.UUID) -> None:
+        super().__init__("duplicate")
+        self.call_id = call_id
+
+
+def _existing_id(
+    executor: Any, source_id: uuid.UUID, external_id: str | None, idempotency_key: str | None
+) -> uuid.UUID | None:
     if external_id:
-        found = session.execute(
-            select(Call).where(Call.source_id == source_id, Call.external_id == external_id)
+        found = executor.execute(
+            select(CALLS.c.id).where(
+                CALLS.c.source_id == source_id, CALLS.c.external_id == external_id
+            )
         ).scalar_one_or_none()
         if found is not None:
-            return found
+            return found  # type: ignore[no-any-return]
     if idempotency_key:
-        return session.execute(
-            select(Call).where(Call.source_id == source_id, Call.idempotency_key == idempotency_key)
+        return executor.execute(  # type: ignore[no-any-return]
+            select(CALLS.c.id).where(
+                CALLS.c.source_id == source_id, CALLS.c.idempotency_key == idempotency_key
+            )
         ).scalar_one_or_none()
     return None
 
@@ -221,169 +297,167 @@ def _duplicate_response(call_id: uuid.UUID) -> flask.Response:
     return response
 
 
-def _accepted(call_id: uuid.UUID, body: dict[str, Any]) -> flask.Response:
-    """202 with the call as it was committed (`body` is built inside the ingest transaction,
-    before its commit: no second transaction just to read back what was written)."""
-    response = flask.make_response(body, 202)
-    response.headers["Location"] = f"/api/v1/calls/{call_id}"
+def _accepted(stored: _Stored) -> flask.Response:
+    """202 with the call as it was committed (built from what the ingest transaction wrote:
+    nothing is read back)."""
+    response = flask.make_response(stored.body, 202)
+    response.headers["Location"] = f"/api/v1/calls/{stored.call_id}"
     return response
 
 
-def _commit_call(
-    session: Session, req: IngestRequest, call: Call, sink: AudioSink, traceparent: str | None
-) -> None:
-    call.external_id = req.external_id
-    call.metadata_ = req.metadata
-    call.filename = req.filename
-    call.declared_content_type = req.declared_content_type
-    call.size_bytes = sink.size
-    call.sha256 = sink.sha256
-    call.format = sink.format
-    record(
-        session,
-        call.id,
-        "ingest",
-        "received",
-        size_bytes=sink.size,
-        format=sink.format,
-        origin=req.origin,
-    )
+def _store_call(
+    tx: Transaction,
+    req: IngestRequest,
+    call: NewCall,
+    sink: AudioSink,
+    traceparent: str | None,
+) -> _Stored:
+    """Complete the call's row (one INSERT, or an UPDATE when chunks were written during the
+    body), write the last chunk, the timeline entry and the `call.received` event."""
+    final: dict[str, Any] = {
+        "external_id": req.external_id,
+        "metadata": req.metadata,
+        "filename": req.filename,
+        "declared_content_type": req.declared_content_type,
+        "size_bytes": sink.size,
+        "sha256": sink.sha256,
+        "format": sink.format,
+        "updated_at": utcnow(),
+    }
+    call.values.update(final)
+    if call.inserted:
+        tx.execute(update(CALLS).where(CALLS.c.id == call.id).values(**final))
+    sink.close()  # inserts the row first when no chunk was written yet
+    received: dict[str, Any] = {
+        "call_id": call.id,
+        "stage": "ingest",
+        "event": "received",
+        "detail": {"size_bytes": sink.size, "format": sink.format, "origin": req.origin},
+        "at": utcnow(),
+    }
+    tx.execute(_INSERT_TIMELINE, received)
     outbox.add_event(
-        session,
+        tx,
         ev.CALL_RECEIVED,
         call.id,
         {"call_id": str(call.id), "format": sink.format, "size_bytes": sink.size},
         traceparent=traceparent,
     )
-    metrics.call_received(session, sink.size, req.origin)
+    metrics.call_received(tx, sink.size, req.origin)
+    return _Stored(call.id, created_call_json(call.values, [received]), sink.cached_bytes)
 
 
-def _new_call(session: Session, req: IngestRequest) -> Call:
-    call = Call(
-        id=uuid.uuid4(),
-        source_id=req.identity.user_id,
-        idempotency_key=req.idempotency_key,
-        status=CallStatus.RECEIVED,
-        origin=req.origin,
-        audio_url=req.audio_url,
-        metadata_={},
-        received_at=utcnow(),
-    )
-    session.add(call)
-    session.flush()  # the chunks reference it
-    obs_context.bind(call_id=call.id)  # the request's log lines name the call from here on
-    return call
+Authorize = Callable[[Transaction], Identity]
 
 
-def ingest(request: flask.Request, identity: Identity) -> flask.Response:
+def ingest(request: flask.Request, authorize: Authorize) -> flask.Response:
+    """POST /api/v1/calls. `authorize` finishes authenticating the caller on the upload's
+    own transaction (a bearer token's user lookup is its first statement), so that an upload
+    is one transaction from the credentials to the event."""
     settings = get_settings()
-    idempotency_key = _clean_id(request.headers.get("Idempotency-Key"), "Idempotency-Key")
-    mimetype = request.mimetype
-    if mimetype == "multipart/form-data":
-        return _ingest_upload(request, identity, idempotency_key, settings.max_upload_bytes)
-    if mimetype == "application/json":
-        return _ingest_url(request, identity, idempotency_key)
-    raise ApiError(
-        415,
-        "unsupported_media_type",
-        "send the recording as multipart/form-data (`file`) or JSON with `audio_url`",
-    )
-
-
-def _check_idempotency_first(
-    identity: Identity, idempotency_key: str | None, external_id: str | None
-) -> flask.Response | None:
-    if not (idempotency_key or external_id):
-        return None
-    with unit_of_work() as session:
-        found = _existing(session, identity.user_id, external_id, idempotency_key)
-    return _duplicate_response(found.id) if found is not None else None
-
-
-def _ingest_upload(
-    request: flask.Request, identity: Identity, idempotency_key: str | None, limit: int
-) -> flask.Response:
-    length = request.content_length
-    if length is not None and length > limit + MULTIPART_OVERHEAD:
-        raise _too_large(limit)
-    early = _check_idempotency_first(identity, idempotency_key, None)
-    if early is not None:
-        return early
-    traceparent = obs_context.traceparent(request.headers.get("traceparent"))
+    attempt = _Attempt()
     try:
-        with unit_of_work() as session:
-            req = IngestRequest(identity, None, idempotency_key, {}, "upload")
-            call = _new_call(session, req)
-            sink = AudioSink(session, call.id, limit)
-            try:
-                parser = StreamingFormDataParser(headers=request.headers)
-            except ParseFailedException as exc:
-                raise ApiError(400, "malformed_multipart", str(exc)) from None
-            file_target = _FileTarget(sink)
-            external = ValueTarget(validator=MaxSizeValidator(MAX_ID_CHARS * 4))
-            metadata = ValueTarget(validator=MaxSizeValidator(MAX_FIELD_BYTES))
-            parser.register("file", file_target)
-            parser.register("external_id", external)
-            parser.register("metadata", metadata)
-            stream = request.stream
-            try:
-                while chunk := stream.read(READ_BYTES):
-                    parser.data_received(chunk)
-            except ValidationError:
-                raise ApiError(413, "field_too_large", "a form field is too large") from None
-            except ParseFailedException as exc:
+        with transaction() as tx:
+            identity = attempt.identity = authorize(tx)
+            idempotency_key = _clean_id(request.headers.get("Idempotency-Key"), "Idempotency-Key")
+            attempt.idempotency_key = idempotency_key
+            mimetype = request.mimetype
+            if mimetype == "multipart/form-data":
+                stored = _ingest_upload(
+                    tx, request, identity, idempotency_key, settings.max_upload_bytes
+                )
+            elif mimetype == "application/json":
+                stored = _ingest_url(tx, request, identity, idempotency_key, attempt)
+            else:
                 raise ApiError(
-                    400, "malformed_multipart", f"malformed multipart body: {exc}"
-                ) from None
-            if not file_target.seen:
-                raise ApiError(422, "file_missing", "the `file` part is missing")
-            if not file_target.complete:
-                raise ApiError(400, "malformed_multipart", "the body ended inside the file part")
-            sink.finish()  # empty or not audio: refused before the fields are looked at
-            try:
-                ext_text = external.value.decode("utf-8") if external.value else None
-            except UnicodeDecodeError:
-                raise ApiError(422, "invalid_field", "external_id must be UTF-8") from None
-            req.external_id = _clean_id(ext_text, "external_id")
-            req.metadata = _clean_metadata(metadata.value)
-            req.filename = _clean_filename(file_target.multipart_filename)
-            req.declared_content_type = (file_target.multipart_content_type or "")[:255] or None
-            # Same external_id from the same source: answer the existing call, create nothing.
-            found = _existing(session, identity.user_id, req.external_id, None)
-            if found is not None and found.id != call.id:
-                raise _Duplicate(found.id)
-            _commit_call(session, req, call, sink, traceparent)
-            call_id, cached = call.id, sink.cached_bytes
-            body = call_json(session, call_id, created=True)
+                    415,
+                    "unsupported_media_type",
+                    "send the recording as multipart/form-data (`file`) or JSON with `audio_url`",
+                )
     except _Duplicate as dup:
         return _duplicate_response(dup.call_id)
     except IntegrityError:
         # A concurrent request with the same external_id or Idempotency-Key won the race.
-        return _duplicate_after_race(identity, idempotency_key, None)
+        assert attempt.identity is not None
+        return _duplicate_after_race(attempt.identity, attempt.idempotency_key, attempt.external_id)
     faults.point("ingest.after_commit_before_answer")  # stored; the source sees no answer
-    if cached is not None:
-        audio_store.cache_put(call_id, cached)
-    return _accepted(call_id, body)
+    if stored.cached is not None:
+        audio_store.cache_put(stored.call_id, stored.cached)
+    return _accepted(stored)
 
 
-class _Duplicate(Exception):
-    def __init__(self, call_id: uuid.UUID) -> None:
-        super().__init__("duplicate")
-        self.call_id = call_id
+def _ingest_upload(
+    tx: Transaction,
+    request: flask.Request,
+    identity: Identity,
+    idempotency_key: str | None,
+    limit: int,
+) -> _Stored:
+    length = request.content_length
+    if length is not None and length > limit + MULTIPART_OVERHEAD:
+        raise _too_large(limit)
+    found = _existing_id(tx, identity.user_id, None, idempotency_key)
+    if found is not None:
+        raise _Duplicate(found)
+    traceparent = obs_context.traceparent(request.headers.get("traceparent"))
+    req = IngestRequest(identity, None, idempotency_key, {}, "upload")
+    call = NewCall(tx, req)
+    sink = AudioSink(tx, call, limit)
+    try:
+        parser = StreamingFormDataParser(headers=request.headers)
+    except ParseFailedException as exc:
+        raise ApiError(400, "malformed_multipart", str(exc)) from None
+    file_target = _FileTarget(sink)
+    external = ValueTarget(validator=MaxSizeValidator(MAX_ID_CHARS * 4))
+    metadata = ValueTarget(validator=MaxSizeValidator(MAX_FIELD_BYTES))
+    parser.register("file", file_target)
+    parser.register("external_id", external)
+    parser.register("metadata", metadata)
+    stream = request.stream
+    try:
+        while chunk := stream.read(READ_BYTES):
+            parser.data_received(chunk)
+    except ValidationError:
+        raise ApiError(413, "field_too_large", "a form field is too large") from None
+    except ParseFailedException as exc:
+        raise ApiError(400, "malformed_multipart", f"malformed multipart body: {exc}") from None
+    if not file_target.seen:
+        raise ApiError(422, "file_missing", "the `file` part is missing")
+    if not file_target.complete:
+        raise ApiError(400, "malformed_multipart", "the body ended inside the file part")
+    sink.finish()  # empty or not audio: refused before the fields are looked at
+    try:
+        ext_text = external.value.decode("utf-8") if external.value else None
+    except UnicodeDecodeError:
+        raise ApiError(422, "invalid_field", "external_id must be UTF-8") from None
+    req.external_id = _clean_id(ext_text, "external_id")
+    req.metadata = _clean_metadata(metadata.value)
+    req.filename = _clean_filename(file_target.multipart_filename)
+    req.declared_content_type = (file_target.multipart_content_type or "")[:255] or None
+    # Same external_id from the same source: answer the existing call, create nothing.
+    found = _existing_id(tx, identity.user_id, req.external_id, None)
+    if found is not None and found != call.id:
+        raise _Duplicate(found)
+    return _store_call(tx, req, call, sink, traceparent)
 
 
 def _duplicate_after_race(
     identity: Identity, idempotency_key: str | None, external_id: str | None
 ) -> flask.Response:
-    early = _check_idempotency_first(identity, idempotency_key, external_id)
-    if early is None:
+    with transaction() as tx:
+        found = _existing_id(tx, identity.user_id, external_id, idempotency_key)
+    if found is None:
         raise ApiError(409, "conflict", "a concurrent request created the same call; retry")
-    return early
+    return _duplicate_response(found)
 
 
 def _ingest_url(
-    request: flask.Request, identity: Identity, idempotency_key: str | None
-) -> flask.Response:
+    tx: Transaction,
+    request: flask.Request,
+    identity: Identity,
+    idempotency_key: str | None,
+    attempt: _Attempt,
+) -> _Stored:
     from call_downloader.net.download import DownloadError, DownloadTooLarge, open_download
     from call_downloader.net.ssrf import ForbiddenTarget, Policy
 
@@ -406,33 +480,29 @@ def _ingest_url(
         raise ApiError(422, "invalid_field", "audio_url is too long")
     external_id = _clean_id(body.get("external_id"), "external_id")
     metadata = _clean_metadata(body.get("metadata"))
-    early = _check_idempotency_first(identity, idempotency_key, external_id)
-    if early is not None:
-        return early
+    attempt.external_id = external_id
+    found = _existing_id(tx, identity.user_id, external_id, idempotency_key)
+    if found is not None:
+        raise _Duplicate(found)
     traceparent = obs_context.traceparent(request.headers.get("traceparent"))
     limit = settings.max_upload_bytes
     policy = Policy.public_only(settings.audio_url_allowlist)
+    req = IngestRequest(
+        identity, external_id, idempotency_key, metadata, "url", audio_url=audio_url
+    )
+    call = NewCall(tx, req)
+    sink = AudioSink(tx, call, limit)
     try:
-        with unit_of_work() as session:
-            req = IngestRequest(
-                identity, external_id, idempotency_key, metadata, "url", audio_url=audio_url
-            )
-            call = _new_call(session, req)
-            sink = AudioSink(session, call.id, limit)
-            with open_download(
-                audio_url,
-                policy=policy,
-                max_bytes=limit,
-                timeout=settings.download_timeout_seconds,
-            ) as download:
-                req.filename = _clean_filename(download.filename)
-                req.declared_content_type = (download.content_type or "")[:255] or None
-                for chunk in download.iter_chunks():
-                    sink.write(chunk)
-            sink.finish()
-            _commit_call(session, req, call, sink, traceparent)
-            call_id, cached = call.id, sink.cached_bytes
-            body = call_json(session, call_id, created=True)
+        with open_download(
+            audio_url,
+            policy=policy,
+            max_bytes=limit,
+            timeout=settings.download_timeout_seconds,
+        ) as download:
+            req.filename = _clean_filename(download.filename)
+            req.declared_content_type = (download.content_type or "")[:255] or None
+            for chunk in download.iter_chunks():
+                sink.write(chunk)
     except ForbiddenTarget as exc:
         raise ApiError(422, "audio_url_forbidden", f"audio_url refused: {exc.reason}") from None
     except DownloadTooLarge:
@@ -442,9 +512,5 @@ def _ingest_url(
         if exc.code == "audio_url_forbidden":
             status = 422
         raise ApiError(status, exc.code, f"audio_url download failed: {exc.message}") from None
-    except IntegrityError:
-        return _duplicate_after_race(identity, idempotency_key, external_id)
-    faults.point("ingest.after_commit_before_answer")  # stored; the source sees no answer
-    if cached is not None:
-        audio_store.cache_put(call_id, cached)
-    return _accepted(call_id, body)
+    sink.finish()
+    return _store_call(tx, req, call, sink, traceparent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
@@ -46,14 +47,8 @@ def latest_result(session: Session, call: Call) -> AiResult | None:
     ).scalar_one_or_none()
 
 
-def call_json(
-    session: Session, call_id: uuid.UUID, *, detail: bool = True, created: bool = False
-) -> dict[str, Any]:
-    """`created`: the call was created in this transaction, so it has no result, deliveries or
-    attempts yet (two queries fewer on every upload's answer)."""
-    call = session.get(Call, call_id)
-    if call is None:
-        raise ApiError(404, "not_found", "no such call")
+def _summary(call: Any) -> dict[str, Any]:
+    """The call's own fields (`call`: a `Call`, or anything with its attribute names)."""
     body = webhook_call(call)
     body.update(
         {
@@ -81,6 +76,49 @@ def call_json(
             "result_version": call.result_version,
         }
     )
+    return body
+
+
+def _timeline_item(at: datetime | None, stage: str, event: str, detail: Any) -> dict[str, Any]:
+    return {"at": iso(at), "stage": stage, "event": event, "detail": detail}
+
+
+# `Call`'s attribute of each column of `calls`: the same name, but for `metadata`, which the
+# declarative base reserves.
+_ATTRIBUTE_OF_COLUMN = {
+    column.name: "metadata_" if column.name == "metadata" else column.name
+    for column in Call.__table__.columns
+}
+_NO_VALUES = dict.fromkeys(_ATTRIBUTE_OF_COLUMN.values())
+
+
+def created_call_json(values: dict[str, Any], timeline: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """`call_json` of a call inserted in this transaction, built from what was written
+    instead of read back: `values` are the row's columns by column name (every column the
+    answer shows that has a value; the others show as null), `timeline` its entries (`at`,
+    `stage`, `event`, `detail`). Such a call has no result, deliveries or attempts yet."""
+    fields = dict(_NO_VALUES)
+    for name, value in values.items():
+        fields[_ATTRIBUTE_OF_COLUMN[name]] = value
+    body = _summary(SimpleNamespace(**fields))
+    body["result"] = None
+    body["deliveries"] = []
+    body["attempts"] = []
+    body["timeline"] = [
+        _timeline_item(t["at"], t["stage"], t["event"], t["detail"]) for t in timeline
+    ]
+    return body
+
+
+def call_json(
+    session: Session, call_id: uuid.UUID, *, detail: bool = True, created: bool = False
+) -> dict[str, Any]:
+    """`created`: the call was created in this transaction, so it has no result, deliveries or
+    attempts yet (two queries fewer)."""
+    call = session.get(Call, call_id)
+    if call is None:
+        raise ApiError(404, "not_found", "no such call")
+    body = _summary(call)
     if not detail:
         return body
     result = latest_result(session, call)
@@ -143,7 +181,5 @@ def call_json(
         .scalars()
         .all()
     )
-    body["timeline"] = [
-        {"at": iso(t.at), "stage": t.stage, "event": t.event, "detail": t.detail} for t in timeline
-    ]
+    body["timeline"] = [_timeline_item(t.at, t.stage, t.event, t.detail) for t in timeline]
     return body

@@ -15,12 +15,13 @@ import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import flask
-from sqlalchemy import exists, select, text
+from sqlalchemy import bindparam, exists, select, text
 
 from call_downloader.config import get_settings
-from call_downloader.db.engine import unit_of_work
+from call_downloader.db.engine import transaction, unit_of_work
 from call_downloader.db.models import RefreshToken, Role, User
 from call_downloader.http.errors import ApiError
 from call_downloader.security import api_keys, tokens
@@ -31,6 +32,8 @@ _CACHE_KEY = "call_downloader.identity"
 # Arbitrary constant: the PostgreSQL advisory lock serialising the first-admin bootstrap.
 _ADMIN_LOCK = 0x63646C61646D
 REALM = 'Bearer realm="call-downloader"'
+_USERS = User.__table__
+_REFRESH_TOKENS = RefreshToken.__table__
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,9 @@ def _bearer(request: flask.Request) -> str | None:
     return value
 
 
-def authenticate_jwt(token: str) -> tuple[Identity, tokens.AccessClaims]:
-    """Verify an access token and load its user; raise 401 ApiError on anything wrong."""
+def verify_access_token(token: str) -> tokens.AccessClaims:
+    """Everything about an access token that needs no database: signature, claims and the
+    denylist; 401 ApiError on anything wrong."""
     try:
         claims = tokens.decode_access_token(token)
     except tokens.NotConfiguredError as exc:
@@ -75,23 +79,46 @@ def authenticate_jwt(token: str) -> tuple[Identity, tokens.AccessClaims]:
         raise unauthorized("invalid or expired token") from exc
     if tokens.is_denied(claims.jti):
         raise unauthorized("token has been revoked")
-    with unit_of_work() as session:
-        # One query: the user, and whether the token's session was revoked (logout, refresh
-        # reuse, password reset, deactivation) - this check needs no Redis.
-        session_revoked = exists().where(
-            RefreshToken.family_id == claims.session_id, RefreshToken.revoked_at.is_not(None)
-        )
-        row = session.execute(
-            select(User, session_revoked).where(User.id == claims.user_id)
-        ).first()
+    return claims
+
+
+# The token's user, and whether its session was revoked (logout, refresh reuse, password reset,
+# deactivation): one statement, built once (its cache key is then computed once, too).
+_USER_OF_TOKEN = select(
+    _USERS.c.id,
+    _USERS.c.username,
+    _USERS.c.role,
+    _USERS.c.active,
+    exists()
+    .where(
+        _REFRESH_TOKENS.c.family_id == bindparam("session_id"),
+        _REFRESH_TOKENS.c.revoked_at.is_not(None),
+    )
+    .label("revoked"),
+).where(_USERS.c.id == bindparam("user_id"))
+
+
+def identity_of(executor: Any, claims: tokens.AccessClaims) -> Identity:
+    """The token's user as the database has it now, read on `executor` (a
+    `db.engine.Transaction`) with the session revocation check, which needs no Redis. 401
+    ApiError when the user is gone or inactive, or the session revoked."""
+    row = executor.execute(
+        _USER_OF_TOKEN, {"user_id": claims.user_id, "session_id": claims.session_id}
+    ).first()
     if row is None:
         raise unauthorized("invalid or expired token")
-    user, revoked = row
-    if revoked:
+    if row.revoked:
         raise unauthorized("token has been revoked")
-    if not user.active:
+    if not row.active:
         raise unauthorized("invalid or expired token")
-    return Identity(user.id, user.username, user.role, "jwt"), claims
+    return Identity(row.id, row.username, row.role, "jwt")
+
+
+def authenticate_jwt(token: str) -> tuple[Identity, tokens.AccessClaims]:
+    """Verify an access token and load its user; raise 401 ApiError on anything wrong."""
+    claims = verify_access_token(token)
+    with transaction() as tx:
+        return identity_of(tx, claims), claims
 
 
 def authenticate_api_key(raw: str) -> Identity:
@@ -105,8 +132,11 @@ def authenticate_api_key(raw: str) -> Identity:
         return Identity(user.id, user.username, user.role, "api_key")
 
 
-def authenticate(request: flask.Request) -> Identity:
-    """The caller's identity, or ApiError 401 (with WWW-Authenticate: Bearer)."""
+def present(request: flask.Request) -> Identity | tokens.AccessClaims:
+    """`authenticate` as far as it goes without looking up a token's user: the identity when
+    no lookup is left (cached on the request, or an API key, whose lookup commits on its own),
+    else the verified claims of the bearer token, for `identity_of`. 401 ApiError when the
+    credentials are missing or wrong."""
     cached = request.environ.get(_CACHE_KEY)
     if isinstance(cached, Identity):
         return cached
@@ -117,23 +147,50 @@ def authenticate(request: flask.Request) -> Identity:
     if key is not None:
         identity = authenticate_api_key(key.strip())
     elif bearer is not None:
-        if bearer.startswith(api_keys.KEY_PREFIX):
-            identity = authenticate_api_key(bearer)
-        else:
-            identity = authenticate_jwt(bearer)[0]
+        if not bearer.startswith(api_keys.KEY_PREFIX):
+            return verify_access_token(bearer)
+        identity = authenticate_api_key(bearer)
     else:
         raise unauthorized(invalid=False)
     request.environ[_CACHE_KEY] = identity
     return identity
 
 
-def require(request: flask.Request, *roles: str) -> Identity:
-    """Authenticate, then 403 unless the role is one of `roles`. Admin always passes; with no
-    roles given only admin does."""
-    identity = authenticate(request)
+def authenticate(request: flask.Request) -> Identity:
+    """The caller's identity, or ApiError 401 (with WWW-Authenticate: Bearer)."""
+    presented = present(request)
+    if isinstance(presented, Identity):
+        return presented
+    with transaction() as tx:
+        identity = identity_of(tx, presented)
+    request.environ[_CACHE_KEY] = identity
+    return identity
+
+
+def _allowed(identity: Identity, roles: tuple[str, ...]) -> Identity:
     if not identity.has_role(*roles):
         raise ApiError(403, "forbidden", "your role does not allow this")
     return identity
+
+
+def require(request: flask.Request, *roles: str) -> Identity:
+    """Authenticate, then 403 unless the role is one of `roles`. Admin always passes; with no
+    roles given only admin does."""
+    return _allowed(authenticate(request), roles)
+
+
+def require_in(
+    tx: Any, request: flask.Request, presented: Identity | tokens.AccessClaims, *roles: str
+) -> Identity:
+    """`require` finished on the caller's transaction `tx`: `presented` comes from `present`,
+    and a bearer token's user is looked up in `tx` (an upload authenticates and stores in one
+    transaction, still reading the user on every request)."""
+    if isinstance(presented, Identity):
+        identity = presented
+    else:
+        identity = identity_of(tx, presented)
+        request.environ[_CACHE_KEY] = identity
+    return _allowed(identity, roles)
 
 
 def client_ip(request: flask.Request) -> str:

@@ -13,13 +13,12 @@ import queue
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, event, insert, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from call_downloader.config import get_settings
 from call_downloader.db.engine import get_sessionmaker
@@ -32,28 +31,51 @@ CHUNK_BYTES = 1 << 20
 CACHE_MAX_BYTES = 16 << 20
 
 
+AUDIO_CHUNKS = AudioChunk.__table__
+_INSERT_CHUNK = insert(AUDIO_CHUNKS)  # built once: a statement computes its cache key once
+
+
 class ChunkWriter:
     """Buffers incoming bytes into CHUNK_BYTES rows of `audio_chunks` (same transaction).
 
+    `executor`: a `db.engine.Transaction` (the upload) or an ORM Session. Rows are plain Core
+    INSERTs either way. `before_first_row`, if given, runs just before the first row is
+    written (ingest inserts the call row there, which the chunks reference): a recording
+    smaller than one row is only written by `close`, so its call row can be inserted once,
+    complete, after the whole body was read.
+
     On PostgreSQL, once a recording is larger than one row, a helper thread inserts the rows
     on the transaction's own connection while the caller reads, parses and hashes the next
-    MiB (at most two rows wait: memory stays flat). The caller must not use the session
-    between the first `write` and `close` (ingest does not); `close` waits for every row and
+    MiB (at most two rows wait: memory stays flat). The caller must not use the transaction
+    between the first row and `close` (ingest does not); `close` waits for every row and
     re-raises a failed insert, and a commit or rollback of the transaction first stops the
     helper, so no row is ever written outside it. Elsewhere (SQLite) rows are inserted inline.
     """
 
     _INSERT = "INSERT INTO audio_chunks (call_id, seq, data) VALUES (%s, %s, %s)"
 
-    def __init__(self, session: Session, call_id: uuid.UUID) -> None:
-        self.session = session
+    def __init__(
+        self,
+        executor: Any,
+        call_id: uuid.UUID,
+        before_first_row: Callable[[], None] | None = None,
+    ) -> None:
+        self.executor = executor
         self.call_id = call_id
         self.seq = 0
+        self._before_first_row = before_first_row
         self._buffer = bytearray()
         self._rows: queue.Queue[tuple[int, bytes] | None] | None = None
         self._thread: threading.Thread | None = None
+        self._helper_tried = False
         self._conn: Connection | None = None
         self._error: BaseException | None = None
+
+    @property
+    def started(self) -> bool:
+        """Has a row been written (or handed to the helper)? Until then only memory holds
+        the bytes, and the transaction is free for other statements."""
+        return self.seq > 0
 
     def write(self, data: bytes) -> None:
         self._buffer += data
@@ -61,12 +83,17 @@ class ChunkWriter:
             with memoryview(self._buffer) as view:  # one copy per row, not two
                 chunk = bytes(view[:CHUNK_BYTES])
             del self._buffer[:CHUNK_BYTES]
-            if self._thread is None:
+            if self.seq == 0 and self._before_first_row is not None:
+                self._before_first_row()  # before the helper takes the connection
+            if not self._helper_tried:
+                self._helper_tried = True
                 self._start_helper()
             self._flush(chunk)
 
     def close(self) -> None:
         if self._buffer:
+            if self.seq == 0 and self._before_first_row is not None:
+                self._before_first_row()
             self._flush(bytes(self._buffer))
             self._buffer.clear()
         self._stop_helper(raise_error=True)
@@ -77,14 +104,14 @@ class ChunkWriter:
                 self._stop_helper(raise_error=True)
             self._rows.put((self.seq, chunk))
         else:
-            self.session.execute(
-                insert(AudioChunk), [{"call_id": self.call_id, "seq": self.seq, "data": chunk}]
+            self.executor.execute(
+                _INSERT_CHUNK, {"call_id": self.call_id, "seq": self.seq, "data": chunk}
             )
         self.seq += 1
 
     # -- the helper thread (PostgreSQL) ------------------------------------------------------
     def _start_helper(self) -> None:
-        conn = self.session.connection()  # the transaction's connection (it has begun)
+        conn = _connection_of(self.executor)  # the transaction's connection (it has begun)
         if conn.dialect.name != "postgresql":
             return
         self._conn = conn
@@ -132,6 +159,12 @@ class ChunkWriter:
 
     def _on_rollback(self, _conn: Connection) -> None:
         self._stop_helper(raise_error=False)
+
+
+def _connection_of(executor: Any) -> Connection:
+    """The Connection under a `db.engine.Transaction` or an ORM Session."""
+    conn = getattr(executor, "conn", None)
+    return conn if isinstance(conn, Connection) else executor.connection()
 
 
 def iter_chunks_from_db(call_id: uuid.UUID) -> Iterator[bytes]:
