@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from functools import cache
 from typing import Any
 
 import httpx
 from cloudevents.http import CloudEvent
-from sqlalchemy import exists, insert, select
+from sqlalchemy import bindparam, exists, select
 
 from call_downloader.ai.client import AiClient, AiOutcome
 from call_downloader.config import get_settings
@@ -37,6 +38,7 @@ from call_downloader.pipeline.common import (
     check_storable,
     claim_event,
     fail_call_row,
+    insert_statement,
     lock_call_row,
     traceparent_of,
     update_call,
@@ -106,33 +108,46 @@ def _wants_ai(call: Any, data: dict[str, Any], event_type: str) -> bool:
     return call.ai_attempts == 0
 
 
-def _event_processed(event_id: str) -> Any:
-    """A column telling whether this consumer applied `event_id` already: read with the call's
-    row lock, it saves a statement on every event."""
-    return (
+# Statements are built once, on first use, and executed with parameters (see `common`).
+@cache
+def _ask_query() -> Any:
+    """The call's row locked (ASK_COLUMNS) and a column telling whether this consumer applied
+    the event already: read with the lock, it saves a statement on every event.
+    Parameters: call_id, event_id."""
+    event_processed = (
         exists()
-        .where(PROCESSED.c.consumer == CONSUMER, PROCESSED.c.event_id == event_id)
+        .where(PROCESSED.c.consumer == CONSUMER, PROCESSED.c.event_id == bindparam("event_id"))
         .label("event_processed")
+    )
+    return (
+        select(*ASK_COLUMNS, event_processed)
+        .where(CALLS.c.id == bindparam("call_id"))
+        .with_for_update()
+    )
+
+
+@cache
+def _trace_query() -> Any:
+    """The traceparent of the most recent event about a call. Parameter: subject."""
+    return (
+        select(OUTBOX.c.traceparent)
+        .where(OUTBOX.c.subject == bindparam("subject"))
+        .order_by(OUTBOX.c.created_at.desc())
+        .limit(1)
     )
 
 
 def _add_timeline_entries(
     tx: Any, call_id: uuid.UUID, *entries: tuple[str, dict[str, Any]]
 ) -> None:
-    """Several timeline entries of this stage in one INSERT, timed in their order."""
+    """Several timeline entries of this stage in one executemany (batched by psycopg), timed
+    in their order."""
     tx.execute(
-        insert(TIMELINE).values(
-            [
-                {
-                    "call_id": call_id,
-                    "stage": STAGE,
-                    "event": event,
-                    "detail": detail,
-                    "at": utcnow(),
-                }
-                for event, detail in entries
-            ]
-        )
+        insert_statement(TIMELINE),
+        [
+            {"call_id": call_id, "stage": STAGE, "event": event, "detail": detail, "at": utcnow()}
+            for event, detail in entries
+        ],
     )
 
 
@@ -165,7 +180,8 @@ def store_result(
         **values,
     )
     tx.execute(
-        insert(AI_RESULTS).values(id=uuid.uuid4(), call_id=call_id, version=version, result=result)
+        insert_statement(AI_RESULTS),
+        {"id": uuid.uuid4(), "call_id": call_id, "version": version, "result": result},
     )
     metrics.stage_reached(tx, "processed", call.received_at, processed_at, call.duration_seconds)
     _add_timeline_entries(
@@ -187,7 +203,7 @@ def handle(event: CloudEvent) -> None:
     data = ev.event_data(event)
     settings = get_settings()
     with transaction() as tx:
-        call = lock_call_row(tx, call_id, *ASK_COLUMNS, _event_processed(event_id))
+        call = tx.execute(_ask_query(), {"call_id": call_id, "event_id": event_id}).first()
         if call is not None and call.event_processed:
             # Applied already. The call's state alone would not tell: after a 202 it still
             # looks like it waits for its first attempt.
@@ -345,12 +361,7 @@ def accept_callback(token: str, result: Any) -> tuple[int, str]:
 
 def trace_of(tx: Any, call_id: uuid.UUID) -> str | None:
     """Continue the call's trace from its most recent event."""
-    return tx.execute(
-        select(OUTBOX.c.traceparent)
-        .where(OUTBOX.c.subject == str(call_id))
-        .order_by(OUTBOX.c.created_at.desc())
-        .limit(1)
-    ).scalar()
+    return tx.execute(_trace_query(), {"subject": str(call_id)}).scalar()
 
 
 def call_trace(session: Any, call: Any) -> str | None:

@@ -380,3 +380,16 @@ def test_without_an_ai_url_the_attempt_is_retried_later(db, analyzed_call):
     [(event, detail)] = ai_entries(analyzed_call)
     assert (event, detail["reason"]) == ("ai_retry_scheduled", "AI_URL is not configured")
     assert [r.data["attempt"] for r in s.outbox_of(ev.AI_RETRY)] == [2]
+
+
+def test_statements_are_built_once_not_per_event(ai):
+    """Building a statement (and its cache key) per event cost as much CPU as running it: the
+    second event runs the very statement objects the first one did."""
+    from call_ai_helpers import built_anew, statements_of
+
+    calls = [make_analyzed_call(), make_analyzed_call()]
+    first, second = (statements_of(lambda c=c: call_ai.handle(analyzed_event(c))) for c in calls)
+
+    assert len(second) >= 8  # the lock and check, the store, the outbox insert ...
+    assert built_anew(first, second) == []
+    assert [state(c).call.status for c in calls] == ["processed", "processed"]
