@@ -14,10 +14,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from cloudevents.http import CloudEvent
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import and_, bindparam, delete, exists, select, update
 
 from call_downloader.config import get_settings
 from call_downloader.db.engine import transaction
@@ -27,6 +28,7 @@ from call_downloader.db.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    OutboxEvent,
     utcnow,
 )
 from call_downloader.events import outbox
@@ -43,6 +45,7 @@ from call_downloader.pipeline.common import (
     call_id_of,
     claim_event,
     fail_call_row,
+    insert_statement,
     lock_call_row,
     traceparent_of,
 )
@@ -57,6 +60,7 @@ STAGE = "deliver"
 DELIVERIES = Delivery.__table__
 ATTEMPTS = DeliveryAttempt.__table__
 AI_RESULTS = AiResult.__table__
+OUTBOX = OutboxEvent.__table__
 
 # The call's columns the webhook shows, named as `views.webhook_call` reads them off a `Call`.
 WEBHOOK_CALL_COLUMNS = (
@@ -79,6 +83,113 @@ DESTINATION_COLUMNS = (
     DESTINATIONS.c.previous_secret,
     DESTINATIONS.c.previous_secret_expires_at,
 )
+
+
+# Statements are built once, on first use, and executed with parameters (see `common`): building
+# a statement and its cache key per execution cost as much CPU as running it.
+@cache
+def _fan_out_query() -> Any:
+    """The call and its result (repeated on each row), one row per enabled destination (none:
+    a single row without one) with its delivery of this version if there is one already.
+    Parameters: call_id, version."""
+    return (
+        select(
+            *WEBHOOK_CALL_COLUMNS,
+            CALLS.c.result_version,
+            AI_RESULTS.c.result,
+            *DESTINATION_COLUMNS,
+            DELIVERIES.c.id.label("delivery_id"),
+        )
+        .select_from(
+            CALLS.outerjoin(
+                AI_RESULTS,
+                and_(
+                    AI_RESULTS.c.call_id == CALLS.c.id, AI_RESULTS.c.version == bindparam("version")
+                ),
+            )
+            .outerjoin(DESTINATIONS, DESTINATIONS.c.enabled.is_(True))
+            .outerjoin(
+                DELIVERIES,
+                and_(
+                    DELIVERIES.c.call_id == CALLS.c.id,
+                    DELIVERIES.c.destination_id == DESTINATIONS.c.id,
+                    DELIVERIES.c.result_version == bindparam("version"),
+                ),
+            )
+        )
+        .where(CALLS.c.id == bindparam("call_id"))
+    )
+
+
+@cache
+def _attempt_query() -> Any:
+    """A delivery with its destination, call and result. Parameter: delivery_id."""
+    return (
+        select(
+            DELIVERIES.c.status.label("delivery_status"),
+            DELIVERIES.c.round,
+            DELIVERIES.c.attempts,
+            *WEBHOOK_CALL_COLUMNS,
+            AI_RESULTS.c.result,
+            *DESTINATION_COLUMNS,
+        )
+        .select_from(
+            DELIVERIES.join(DESTINATIONS, DESTINATIONS.c.id == DELIVERIES.c.destination_id)
+            .join(CALLS, CALLS.c.id == DELIVERIES.c.call_id)
+            .outerjoin(
+                AI_RESULTS,
+                and_(
+                    AI_RESULTS.c.call_id == DELIVERIES.c.call_id,
+                    AI_RESULTS.c.version == DELIVERIES.c.result_version,
+                ),
+            )
+        )
+        .where(DELIVERIES.c.id == bindparam("delivery_id"))
+    )
+
+
+@cache
+def _record_attempt_statement() -> Any:
+    """The delivery's attempt recorded if it is still the one expected (pending, `attempts_done`
+    attempts made); the SET clause is the parameters' other keys (bindparam names must not be
+    column names). Parameters: delivery_id_, attempts_done, and the changes."""
+    return (
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.id == bindparam("delivery_id_"),
+            DELIVERIES.c.attempts == bindparam("attempts_done"),
+            DELIVERIES.c.status == DeliveryStatus.PENDING,
+        )
+        .returning(
+            DELIVERIES.c.call_id,
+            DELIVERIES.c.result_version,
+            DELIVERIES.c.round,
+            DELIVERIES.c.last_status_code,
+        )
+    )
+
+
+@cache
+def _withdraw_statement() -> Any:
+    """`outbox.withdraw_unpublished` as a statement built once. Parameter: event_id."""
+    return delete(OUTBOX).where(
+        OUTBOX.c.id == bindparam("event_id"), OUTBOX.c.published_at.is_(None)
+    )
+
+
+@cache
+def _call_delivered_statement() -> Any:
+    """The call marked delivered unless one of its deliveries of this result version is not
+    delivered; the SET clause is the parameters' other keys.
+    Parameters: call_id_, result_version_, and the call's new values."""
+    return update(CALLS).where(
+        CALLS.c.id == bindparam("call_id_"),
+        ~exists().where(
+            DELIVERIES.c.call_id == bindparam("call_id_"),
+            DELIVERIES.c.result_version == bindparam("result_version_"),
+            DELIVERIES.c.status != DeliveryStatus.DELIVERED,
+        ),
+    )
 
 
 def new_webhook_id() -> str:
@@ -139,34 +250,9 @@ def _fan_out(event: CloudEvent) -> None:
     with transaction() as tx:
         if not claim_event(tx, CONSUMER, event_id):
             return
-        # One look for everything: the call and its result (repeated on each row), one row per
-        # enabled destination (none: a single row without one) with its delivery of this
-        # version if there is one already.
-        found = tx.execute(
-            select(
-                *WEBHOOK_CALL_COLUMNS,
-                CALLS.c.result_version,
-                AI_RESULTS.c.result,
-                *DESTINATION_COLUMNS,
-                DELIVERIES.c.id.label("delivery_id"),
-            )
-            .select_from(
-                CALLS.outerjoin(
-                    AI_RESULTS,
-                    and_(AI_RESULTS.c.call_id == CALLS.c.id, AI_RESULTS.c.version == version),
-                )
-                .outerjoin(DESTINATIONS, DESTINATIONS.c.enabled.is_(True))
-                .outerjoin(
-                    DELIVERIES,
-                    and_(
-                        DELIVERIES.c.call_id == CALLS.c.id,
-                        DELIVERIES.c.destination_id == DESTINATIONS.c.id,
-                        DELIVERIES.c.result_version == version,
-                    ),
-                )
-            )
-            .where(CALLS.c.id == call_id)
-        ).all()
+        # One look for everything: the call, its result, the enabled destinations and their
+        # deliveries of this version.
+        found = tx.execute(_fan_out_query(), {"call_id": call_id, "version": version}).all()
         if not found or found[0].result_version != version:
             note_skipped()
             return  # superseded by a newer result
@@ -192,7 +278,7 @@ def _fan_out(event: CloudEvent) -> None:
             }
             for row in new
         ]
-        tx.execute(insert(DELIVERIES).values(deliveries))
+        tx.execute(insert_statement(DELIVERIES), deliveries)  # executemany: batched by psycopg
         body = webhook_body(new[0], new[0].result)  # the same webhook body for every destination
         for delivery, row in zip(deliveries, new, strict=True):
             fallback = _schedule(
@@ -287,28 +373,7 @@ def _read_attempt(delivery_id: str, attempt_no: int, round_no: int) -> _Prepared
     """What attempt `attempt_no` of round `round_no` sends, or None when that attempt is stale
     or a duplicate (it happened already). One statement: delivery, destination, call, result."""
     with transaction() as tx:
-        row = tx.execute(
-            select(
-                DELIVERIES.c.status.label("delivery_status"),
-                DELIVERIES.c.round,
-                DELIVERIES.c.attempts,
-                *WEBHOOK_CALL_COLUMNS,
-                AI_RESULTS.c.result,
-                *DESTINATION_COLUMNS,
-            )
-            .select_from(
-                DELIVERIES.join(DESTINATIONS, DESTINATIONS.c.id == DELIVERIES.c.destination_id)
-                .join(CALLS, CALLS.c.id == DELIVERIES.c.call_id)
-                .outerjoin(
-                    AI_RESULTS,
-                    and_(
-                        AI_RESULTS.c.call_id == DELIVERIES.c.call_id,
-                        AI_RESULTS.c.version == DELIVERIES.c.result_version,
-                    ),
-                )
-            )
-            .where(DELIVERIES.c.id == delivery_id)
-        ).first()
+        row = tx.execute(_attempt_query(), {"delivery_id": delivery_id}).first()
     if (
         row is None
         or row.delivery_status != DeliveryStatus.PENDING
@@ -427,26 +492,16 @@ def _record_attempt(
         # The check and the change in one statement: a concurrent duplicate of this attempt
         # waits for the row, then finds it changed and records nothing.
         delivery = tx.execute(
-            update(DELIVERIES)
-            .where(
-                DELIVERIES.c.id == delivery_id,
-                DELIVERIES.c.attempts == attempt_no - 1,
-                DELIVERIES.c.status == DeliveryStatus.PENDING,
-            )
-            .values(**changes)
-            .returning(
-                DELIVERIES.c.call_id,
-                DELIVERIES.c.result_version,
-                DELIVERIES.c.round,
-                DELIVERIES.c.last_status_code,
-            )
+            _record_attempt_statement(),
+            {"delivery_id_": delivery_id, "attempts_done": attempt_no - 1, **changes},
         ).first()
         if delivery is None:
             return
         if withdraw is not None:
-            outbox.withdraw_unpublished(tx, withdraw)
+            tx.execute(_withdraw_statement(), {"event_id": withdraw})
         tx.execute(
-            insert(ATTEMPTS).values(delivery_id=delivery_id, number=attempt_no, **attempt_row)
+            insert_statement(ATTEMPTS),
+            {"delivery_id": delivery_id, "number": attempt_no, **attempt_row},
         )
         if result == "delivered":
             _maybe_call_delivered(tx, delivery, delivery_id, destination, attempt_no)
@@ -515,22 +570,16 @@ def _maybe_call_delivered(
     # statement).
     delivered_at = utcnow()
     marked = tx.execute(
-        update(CALLS)
-        .where(
-            CALLS.c.id == delivery.call_id,
-            ~exists().where(
-                DELIVERIES.c.call_id == delivery.call_id,
-                DELIVERIES.c.result_version == delivery.result_version,
-                DELIVERIES.c.status != DeliveryStatus.DELIVERED,
-            ),
-        )
-        .values(
-            status=CallStatus.DELIVERED,
-            delivered_at=delivered_at,
-            error_stage=None,
-            error_reason=None,
-            error_detail=None,
-        )
+        _call_delivered_statement(),
+        {
+            "call_id_": delivery.call_id,
+            "result_version_": delivery.result_version,
+            "status": CallStatus.DELIVERED,
+            "delivered_at": delivered_at,
+            "error_stage": None,
+            "error_reason": None,
+            "error_detail": None,
+        },
     ).rowcount
     if marked:
         metrics.stage_reached(tx, "delivered", call.received_at, delivered_at)

@@ -555,3 +555,56 @@ def test_two_destinations_one_failing_leaves_the_call_processed(call_id, add_des
     assert deliveries(call_id)[bad_id].status == "delivered"
     call = the_call(call_id)
     assert call.status == "delivered" and call.delivered_at is not None
+
+
+# -- cost ----------------------------------------------------------------------------------------
+
+
+def statements_of(fn: Any) -> list[Any]:
+    """The statement objects `fn` executed on the engine, in order."""
+    from sqlalchemy import event
+
+    from call_downloader.db.engine import get_engine
+
+    executed: list[Any] = []
+
+    def note(_conn: Any, statement: Any, *_args: Any) -> None:
+        executed.append(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_execute", note)
+    try:
+        fn()
+    finally:
+        event.remove(engine, "before_execute", note)
+    return executed
+
+
+def test_statements_are_built_once_not_per_event(add_destination):
+    """Building a statement (and its cache key) per event cost as much CPU as running it: the
+    second call's events run the very statement objects the first call's did."""
+    from calls_helpers import make_call, make_user
+
+    from call_downloader.events import outbox
+    from call_downloader.events import types as ev
+
+    dest_id, server = add_destination("dest-a", answers=[(503, {}), (200, {}), (503, {})])
+    source = make_user("src", "source")
+
+    def fan_out_retry_and_deliver() -> tuple[uuid.UUID, list[Any]]:
+        call = make_call(source, status="processed", reached="processed")
+        executed = statements_of(lambda: handle(processed_event(call)))  # 503: a retry
+        [due] = pending_due(call)
+        envelope = json.dumps(outbox.to_envelope(due), default=str).encode()
+        executed += statements_of(lambda: handle(ev.parse_structured(envelope)))  # 200
+        return call, executed
+
+    (first_call, first), (second_call, second) = (fan_out_retry_and_deliver() for _ in range(2))
+
+    for call in (first_call, second_call):
+        assert deliveries(call)[dest_id].status == "delivered"
+        assert the_call(call).status == "delivered"
+    assert len(server.hooks) == 4
+    assert len(second) >= 10  # the claim, the look, the deliveries, two attempts ...
+    seen = {id(statement) for statement in first}
+    assert [str(s) for s in second if id(s) not in seen] == []
