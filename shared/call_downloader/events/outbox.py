@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, insert, text
+from sqlalchemy import bindparam, delete, insert, text
 
 from call_downloader.config import get_settings
 from call_downloader.db.engine import dialect_name
@@ -77,10 +77,14 @@ def add_event(
 def withdraw_unpublished(session: Any, event_id: uuid.UUID) -> bool:
     """Delete a scheduled event the relay has not published yet (its work was done another
     way); True when it was still there. A published one stays: its consumer must skip it."""
-    deleted = session.execute(
-        delete(OutboxEvent).where(OutboxEvent.id == event_id, OutboxEvent.published_at.is_(None))
-    )
+    deleted = session.execute(_withdraw_statement(), {"event_id": event_id})
     return bool(deleted.rowcount)
+
+
+@cache
+def _withdraw_statement() -> Any:
+    table = OutboxEvent.__table__
+    return delete(table).where(table.c.id == bindparam("event_id"), table.c.published_at.is_(None))
 
 
 def to_envelope(row: OutboxEvent, source: str = "/call-downloader") -> dict[str, Any]:

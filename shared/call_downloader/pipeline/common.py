@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 from cloudevents.http import CloudEvent
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Column, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -140,8 +140,12 @@ def insert_statement(table: Any) -> Any:
     return insert(table)
 
 
-def lock_call_row(tx: Any, call_id: uuid.UUID, *columns: Any) -> Any:
-    """The call's row (all columns, or `columns`) locked for this transaction; None if gone."""
+def lock_call_row(tx: Any, call_id: uuid.UUID, *columns: Column[Any]) -> Any:
+    """The call's row (all columns, or `columns`: the table's own Column objects, which key
+    the statement cache) locked for this transaction; None if gone."""
+    if not all(isinstance(c, Column) and c.table is CALLS for c in columns):
+        # A fresh expression per call would add a cache entry per call.
+        raise TypeError("lock_call_row takes columns of the calls table")
     return tx.execute(_lock_call_query(columns or (CALLS,)), {"call_id_": call_id}).first()
 
 

@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any
 
 from cloudevents.http import CloudEvent
-from sqlalchemy import and_, bindparam, delete, exists, select, update
+from sqlalchemy import and_, bindparam, exists, select, update
 
 from call_downloader.config import get_settings
 from call_downloader.db.engine import transaction
@@ -28,7 +28,6 @@ from call_downloader.db.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
-    OutboxEvent,
     utcnow,
 )
 from call_downloader.events import outbox
@@ -60,7 +59,6 @@ STAGE = "deliver"
 DELIVERIES = Delivery.__table__
 ATTEMPTS = DeliveryAttempt.__table__
 AI_RESULTS = AiResult.__table__
-OUTBOX = OutboxEvent.__table__
 
 # The call's columns the webhook shows, named as `views.webhook_call` reads them off a `Call`.
 WEBHOOK_CALL_COLUMNS = (
@@ -166,14 +164,6 @@ def _record_attempt_statement() -> Any:
             DELIVERIES.c.round,
             DELIVERIES.c.last_status_code,
         )
-    )
-
-
-@cache
-def _withdraw_statement() -> Any:
-    """`outbox.withdraw_unpublished` as a statement built once. Parameter: event_id."""
-    return delete(OUTBOX).where(
-        OUTBOX.c.id == bindparam("event_id"), OUTBOX.c.published_at.is_(None)
     )
 
 
@@ -498,7 +488,7 @@ def _record_attempt(
         if delivery is None:
             return
         if withdraw is not None:
-            tx.execute(_withdraw_statement(), {"event_id": withdraw})
+            outbox.withdraw_unpublished(tx, withdraw)
         tx.execute(
             insert_statement(ATTEMPTS),
             {"delivery_id": delivery_id, "number": attempt_no, **attempt_row},
