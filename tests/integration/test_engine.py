@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event, text
@@ -25,4 +26,32 @@ def test_connections_give_up_on_an_unreachable_host_in_seconds(database_url):
     # libpq's connect_timeout: a black-holed address fails the attempt instead of hanging a
     # request (or a function's warm-up and /readyz) for the operating system's TCP timeout.
     assert seen["connect_timeout"] == 10
-    assert engine.pool._pre_ping  # a restarted PostgreSQL costs a reconnect, not an error
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_before_use(database_url):
+    """What a PostgreSQL restart does to every pooled connection, done to one: its backend
+    ends. The next transaction gets a fresh connection instead of an error."""
+    engine = build_engine(database_url)
+    admin = build_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            first_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        assert engine.pool.checkedin() == 1  # idle in the pool now
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+            for _ in range(200):  # the backend ends (and closes its socket) asynchronously
+                gone = not conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": first_pid},
+                ).scalar()
+                conn.commit()  # pg_stat_activity is a snapshot per transaction
+                if gone:
+                    break
+                time.sleep(0.05)
+            assert gone
+        with engine.begin() as conn:
+            second_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        assert second_pid != first_pid
+    finally:
+        engine.dispose()
+        admin.dispose()

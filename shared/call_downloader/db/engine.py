@@ -6,12 +6,14 @@ Knative), and shared by every thread.
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from call_downloader.config import get_settings, sqlalchemy_url
@@ -27,7 +29,7 @@ def build_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         # Kept open: one per thread that may hold a transaction at once (`make run`: three
         # dispatcher functions x DISPATCHER_CONCURRENCY, the relay and the request threads).
@@ -35,12 +37,29 @@ def build_engine(url: str) -> Engine:
         # each a PostgreSQL backend started and stopped. The ceiling is unchanged (30).
         pool_size=24,
         max_overflow=6,
-        pool_pre_ping=True,  # a restarted PostgreSQL costs one retry, not an error
         pool_recycle=1800,
         # An unreachable host fails a connection attempt in seconds (503, a retried event)
         # instead of holding the request, or a function's warm-up and /readyz, for minutes.
         connect_args={"connect_timeout": 10},
     )
+    # Instead of pool_pre_ping (a SELECT 1 round trip before every transaction).
+    event.listen(engine, "checkout", _drop_if_closed_by_server)
+    return engine
+
+
+def _drop_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A restarted (or terminated) PostgreSQL backend announces it: it sends a FATAL message
+    and closes the socket. An idle pooled connection has nothing else to read (none of them
+    LISTENs), so a readable socket means it is dead: the pool replaces it before use, and a
+    restarted PostgreSQL costs a reconnect, not an error. (An unannounced loss, e.g. a network
+    partition, surfaces as an error on first use: the request answers 5xx, the event is
+    retried.)"""
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise DisconnectionError("the pooled connection is closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if poller.poll(0):
+        raise DisconnectionError("PostgreSQL closed this pooled connection")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
