@@ -10,12 +10,12 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from jose import JWTError, jwt
+
 from call_downloader.config import get_settings
-from call_downloader.security.tokens import TokenError, sign_hs256, verify_hs256
 
 AUDIENCE = "call-downloader-ai-callback"
-# What python-jose required of it; `aud` is checked when present, `iss` must match (be present).
-REQUIRED_CLAIMS = ("exp", "sub", "jti")
+ALGORITHM = "HS256"
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,10 @@ def _secrets() -> tuple[str, ...]:
     return secrets
 
 
-def _now() -> int:
-    return int(time.time())
-
-
 def make_token(call_id: uuid.UUID, run: int, lifetime_seconds: float) -> tuple[str, str]:
     settings = get_settings()
     jti = uuid.uuid4().hex
-    now = _now()
+    now = int(time.time())
     claims = {
         "sub": str(call_id),
         "run": run,
@@ -49,7 +45,7 @@ def make_token(call_id: uuid.UUID, run: int, lifetime_seconds: float) -> tuple[s
         "iat": now,
         "exp": now + int(lifetime_seconds) + 3600,
     }
-    return sign_hs256(claims, _secrets()[0]), jti
+    return jwt.encode(claims, _secrets()[0], algorithm=ALGORITHM), jti
 
 
 def callback_url(token: str) -> str:
@@ -59,19 +55,20 @@ def callback_url(token: str) -> str:
 
 def verify_token(token: str) -> CallbackClaims | None:
     settings = get_settings()
-    try:
-        claims = verify_hs256(
-            token,
-            _secrets(),
-            audience=AUDIENCE,
-            issuer=settings.jwt_issuer,
-            required=REQUIRED_CLAIMS,
-            leeway=0,
-            now=_now(),
-        )
-    except TokenError:
-        return None
-    try:
-        return CallbackClaims(uuid.UUID(claims["sub"]), int(claims["run"]), str(claims["jti"]))
-    except (KeyError, ValueError, TypeError):
-        return None
+    for secret in _secrets():
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=settings.jwt_issuer,
+                options={"require_exp": True, "require_sub": True, "require_jti": True},
+            )
+        except JWTError:
+            continue
+        try:
+            return CallbackClaims(uuid.UUID(claims["sub"]), int(claims["run"]), str(claims["jti"]))
+        except (KeyError, ValueError, TypeError):
+            return None
+    return None

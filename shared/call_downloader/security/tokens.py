@@ -1,13 +1,11 @@
 """Access JWTs, refresh tokens and logout.
 
-Access tokens: HS256 JWTs with `sub` (user id), `role`, `iss`, `aud`, `iat`, `nbf`, `exp`,
-`jti`, `sid` (the login session = refresh-token family) and `token_use`. PyJWT signs and checks
-the signature, through a JWS object that knows HS256 alone (the token never picks the
-algorithm); the claims are checked here, by the rules python-jose applied before it (so tokens
-keep being accepted and refused exactly as before), and every claim is required. `JWT_SECRET`
-may list several secrets: the first signs, all verify, so a secret can be rotated without
-logging everyone out. The AI callback token (`pipeline.ai_callback`) uses the same two
-functions, `sign_hs256` and `verify_hs256`.
+Access tokens: HS256 JWTs (python-jose) with `sub` (user id), `role`, `iss`, `aud`, `iat`,
+`nbf`, `exp`, `jti`, `sid` (the login session = refresh-token family) and `token_use`.
+Decoding always names the one accepted algorithm (python-jose through 3.5.0 can otherwise be
+tricked into HMAC-verifying with a public key) and requires every claim. `JWT_SECRET` may list
+several secrets: the first signs, all verify, so a secret can be rotated without logging
+everyone out.
 
 Refresh tokens: opaque 256-bit random strings, stored as SHA-256 in `refresh_tokens`. Each use
 rotates it (the old one is marked used, a new one of the same family is issued); presenting a
@@ -22,19 +20,15 @@ logout holds even when Redis is unavailable).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
-import jwt
-from jwt.algorithms import HMACAlgorithm
+from jose import jwt
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -52,8 +46,6 @@ MAX_TOKEN_LENGTH = 4096  # far above any token we issue; bounds the work on garb
 CLOCK_SKEW_SECONDS = 5
 REDIS_RETRY_SECONDS = 5.0
 REQUIRED_CLAIMS = ("sub", "role", "iss", "aud", "iat", "exp", "jti", "sid", "token_use")
-# The registered claims verify_hs256 requires of an access token; _checked_claims the rest.
-_REQUIRED_REGISTERED = ("aud", "iat", "exp", "iss", "sub", "jti")
 
 
 class TokenError(Exception):
@@ -114,116 +106,6 @@ def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-# --- HS256 JWS (PyJWT), and the registered claims ------------------------------------------
-
-
-@lru_cache(maxsize=16)
-def _checked_key(secret: str | bytes) -> bytes:
-    return HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
-
-
-class _HS256(HMACAlgorithm):
-    """PyJWT's HS256, with its checks of a key (not a PEM, DER or JWK look-alike: ~12 us, a
-    third of a verification) run once per configured secret instead of for every token."""
-
-    def __init__(self) -> None:
-        super().__init__(HMACAlgorithm.SHA256)
-
-    def prepare_key(self, key: str | bytes) -> bytes:
-        return _checked_key(key)
-
-
-def _hs256_jws() -> jwt.PyJWS:
-    jws = jwt.PyJWS(algorithms=[ALGORITHM])  # every other algorithm is unknown to it
-    jws.unregister_algorithm(ALGORITHM)
-    jws.register_algorithm(ALGORITHM, _HS256())
-    return jws
-
-
-_JWS = _hs256_jws()
-
-
-def sign_hs256(claims: dict[str, Any], secret: str) -> str:
-    """A compact HS256 JWT of `claims`: byte for byte what python-jose produced (the header
-    {"alg":"HS256","typ":"JWT"}, compact JSON)."""
-    payload = json.dumps(claims, separators=(",", ":")).encode("utf-8")
-    return _JWS.encode(payload, secret, algorithm=ALGORITHM)
-
-
-def verify_hs256(
-    token: object,
-    keys: Iterable[str],
-    *,
-    audience: str,
-    issuer: str,
-    required: Iterable[str],
-    leeway: int,
-    now: int,
-) -> dict[str, Any]:
-    """The claims of an HS256 JWT signed with any of the secrets `keys`; TokenError when it is
-    not one, or when its registered claims fail python-jose's rules (_registered_claims_ok)."""
-    payload: bytes | None = None
-    for key in keys:
-        try:
-            # Names the one algorithm, and _JWS knows no other: the token never chooses.
-            payload = _JWS.decode_complete(token, key, algorithms=[ALGORITHM])["payload"]
-            break
-        except (jwt.InvalidSignatureError, jwt.InvalidKeyError):
-            continue  # signed with another of the secrets, maybe (rotation)
-        except jwt.InvalidAlgorithmError as exc:
-            raise TokenError("unsupported token algorithm") from exc
-        except Exception as exc:  # garbage of any shape is just an invalid token
-            raise TokenError("malformed token") from exc
-    if payload is None:
-        raise TokenError("invalid or expired token")
-    try:
-        claims = json.loads(payload.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        raise TokenError("malformed token") from exc
-    if not isinstance(claims, dict) or not _registered_claims_ok(
-        claims, audience=audience, issuer=issuer, required=required, leeway=leeway, now=now
-    ):
-        raise TokenError("invalid or expired token")
-    return claims
-
-
-def _registered_claims_ok(
-    claims: dict[str, Any],
-    *,
-    audience: str,
-    issuer: str,
-    required: Iterable[str],
-    leeway: int,
-    now: int,
-) -> bool:
-    """python-jose 3.5's checks, kept as they were when PyJWT replaced it (PyJWT's own differ at
-    the edges: it refuses `exp` == now - leeway, and any `iat` ahead of this host's clock,
-    which would refuse callback tokens signed by a worker whose clock runs a second ahead).
-    `now` is in whole seconds. A claim of a type the checks cannot read refuses the token."""
-    if any(name not in claims for name in required):
-        return False
-    try:
-        if "iat" in claims:
-            int(claims["iat"])  # a number; how far ahead it may be is the caller's rule
-        if "nbf" in claims and int(claims["nbf"]) > now + leeway:
-            return False
-        if "exp" in claims and int(claims["exp"]) < now - leeway:
-            return False
-    except (TypeError, ValueError, OverflowError):
-        return False
-    if "aud" in claims:
-        audiences = claims["aud"]
-        if isinstance(audiences, str):
-            audiences = [audiences]
-        if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
-            return False
-        if audience not in audiences:
-            return False
-    if claims.get("iss") != issuer:
-        return False
-    return all(isinstance(claims[name], str) for name in ("sub", "jti") if name in claims)
-
-
 # --- access tokens -------------------------------------------------------------------------
 
 
@@ -256,8 +138,28 @@ def issue_access_token(
         # tokens): only tokens minted here as access tokens are accepted as such.
         "token_use": TOKEN_USE,
     }
-    token = sign_hs256(claims, _secrets(settings)[0])
+    token = jwt.encode(claims, _secrets(settings)[0], algorithm=ALGORITHM)
     return token, AccessClaims(user_id, role, jti, session_id, iat, exp)
+
+
+_DECODE_OPTIONS = {
+    "verify_signature": True,
+    "verify_aud": True,
+    "verify_iat": True,
+    "verify_exp": True,
+    "verify_nbf": True,
+    "verify_iss": True,
+    "verify_sub": True,
+    "verify_jti": True,
+    "require_aud": True,
+    "require_iat": True,
+    "require_exp": True,
+    "require_iss": True,
+    "require_sub": True,
+    "require_jti": True,
+    # A few seconds for clocks of different hosts that disagree slightly (nbf/exp).
+    "leeway": CLOCK_SKEW_SECONDS,
+}
 
 
 def decode_access_token(token: object, *, settings: Settings | None = None) -> AccessClaims:
@@ -265,16 +167,28 @@ def decode_access_token(token: object, *, settings: Settings | None = None) -> A
     settings = settings or get_settings()
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise TokenError("malformed token")
-    claims = verify_hs256(
-        token,
-        _secrets(settings),
-        audience=settings.jwt_audience,
-        issuer=settings.jwt_issuer,
-        required=_REQUIRED_REGISTERED,
-        # A few seconds for clocks of different hosts that disagree slightly (nbf/exp).
-        leeway=CLOCK_SKEW_SECONDS,
-        now=int(_now().timestamp()),
-    )
+    try:
+        header = jwt.get_unverified_header(token)
+    except Exception as exc:  # garbage of any shape is just an invalid token
+        raise TokenError("malformed token") from exc
+    if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
+        raise TokenError("unsupported token algorithm")
+    claims: dict[str, Any] | None = None
+    for secret in _secrets(settings):
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],  # never let the token choose
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                options=_DECODE_OPTIONS,
+            )
+            break
+        except Exception:  # noqa: BLE001 - wrong secret, bad claims or odd types: try the next
+            continue
+    if claims is None:
+        raise TokenError("invalid or expired token")
     return _checked_claims(claims)
 
 
