@@ -8,6 +8,7 @@ verdicts on other addresses are reached without connecting (`no_outbound` would 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
@@ -207,6 +208,124 @@ def test_malformed_multipart_is_400_or_422(clients, people, wav):
     # And the well-formed body still goes through (the cases above fail for their reason).
     good = part("file", wav, "a.wav") + b"--XyZ--\r\n"
     assert raw_multipart(client, person, good).status_code == 202
+
+
+class Trickle(io.BytesIO):
+    """A request body handed out `step` bytes per read, as a slow network would."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        super().__init__(data)
+        self.step = step
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(self.step if size is None or size < 0 else min(size, self.step))
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def trickled_multipart(client, person, body: bytes, step: int):
+    headers = {
+        **person.headers,
+        "Content-Type": "multipart/form-data; boundary=XyZ",
+        "Content-Length": str(len(body)),
+    }
+    return client.post(CALLS, headers=headers, input_stream=Trickle(body, step))
+
+
+@pytest.mark.parametrize("step", [1, 7, 4096])
+def test_an_upload_read_in_small_pieces_stores_exactly_what_was_sent(clients, people, wav, step):
+    """Every delimiter and part's headers cut across reads somewhere (werkzeug 3.1.9's
+    decoder adds a CR to a part cut just after `CRLF--boundary-`: pallets/werkzeug#3285)."""
+    from call_downloader.db.engine import unit_of_work
+    from call_downloader.db.models import Call
+
+    audio = wav[:6000]
+    file_part = '--XyZ\r\nContent-Disposition: form-data; name="file"; filename="r.wav"\r\n'
+    body = (
+        part("external_id", f"trickle-{step}".encode())
+        + file_part.encode()
+        + b"Content-Type: audio/x-wav\r\n\r\n"
+        + audio
+        + b"\r\n"
+        + part("metadata", b'{"step": ' + str(step).encode() + b"}")
+        + b"--XyZ--\r\n"
+    )
+    response = trickled_multipart(clients["ingest"], people["source"], body, step)
+    assert response.status_code == 202, response.get_json()
+    stored = response.get_json()
+    assert stored["sha256"] == hashlib.sha256(audio).hexdigest()
+    assert stored["size_bytes"] == len(audio)
+    assert stored["external_id"] == f"trickle-{step}"
+    assert stored["metadata"] == {"step": step}
+    assert stored["filename"] == "r.wav"
+    with unit_of_work() as session:
+        call = session.get(Call, uuid.UUID(stored["id"]))
+        assert call.declared_content_type == "audio/x-wav"
+
+
+def test_a_body_that_does_not_end_with_its_closing_boundary_is_400(clients, people, wav):
+    """Even when the file part itself is whole: what follows it was cut (streaming-form-data
+    accepted these, without the fields after the file)."""
+    client, person = clients["ingest"], people["source"]
+    before = footprint()
+    file_part = part("file", wav, "a.wav")
+    for body in (
+        file_part + b"--XyZ\r\n",  # a delimiter, no closing boundary
+        file_part + part("external_id", b"ext-1")[:-4],  # cut inside the next part
+        file_part + b"--XyZ-",  # cut inside the closing boundary
+    ):
+        refused_cleanly(raw_multipart(client, person, body), 400, before=before)
+    assert raw_multipart(client, person, file_part + b"--XyZ--").status_code == 202
+
+
+MULTIPART_EDGES = {
+    # (body, status): refused ones leave nothing behind
+    "header bytes not UTF-8 (were a 500)": (
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="\xe9.wav"\r\n\r\n',
+        400,
+    ),
+    "a preamble": (b"preamble\r\n" + part("file", b"{wav}", "a.wav"), 400),
+    "a part's headers over 64 KiB": (b"--XyZ\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\nx\r\n", 413),
+    "not form-data": (b'--XyZ\r\nContent-Disposition: attachment; name="file"\r\n\r\nx\r\n', 400),
+    "CRLFs first": (b"\r\n\r\n" + part("file", b"{wav}", "a.wav"), 202),
+    "a part without Content-Disposition is skipped": (
+        b"--XyZ\r\nX-Note: none\r\n\r\nskipped\r\n" + part("file", b"{wav}", "a.wav"),
+        202,
+    ),
+    "unknown and unnamed parts are skipped": (
+        part("other", b"x" * 100_000, "o.bin")
+        + b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nno name\r\n"
+        + part("file", b"{wav}", "a.wav"),
+        202,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MULTIPART_EDGES))
+def test_multipart_edges_get_clear_answers(clients, people, wav, case):
+    template, status = MULTIPART_EDGES[case]
+    if b"{wav}" in template:
+        body = template.replace(b"{wav}", wav) + b"--XyZ--\r\n"
+    else:
+        body = template + wav + b"\r\n--XyZ--\r\n"
+    before = footprint()
+    response = raw_multipart(clients["ingest"], people["source"], body)
+    if status != 202:
+        refused_cleanly(response, status, before=before)
+        return
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["sha256"] == hashlib.sha256(wav).hexdigest()
+
+
+def test_what_follows_the_closing_boundary_is_ignored(clients, people, wav):
+    """streaming-form-data appended such an epilogue to the file."""
+    body = part("file", wav, "a.wav") + b"--XyZ--\r\nepilogue\r\n--XyZ\r\nmore--XyZ--\r\n"
+    response = raw_multipart(clients["ingest"], people["source"], body)
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["sha256"] == hashlib.sha256(wav).hexdigest()
 
 
 METADATA = {

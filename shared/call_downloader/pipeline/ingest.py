@@ -2,8 +2,10 @@
 
 The call row, its audio chunks and its `call.received` event are written in ONE transaction
 while the body streams in (sha256 and size computed on the way, the format decided from the
-first bytes). Any refusal rolls everything back: nothing is half-written. 202 is answered only
-after the commit, with the call as written (nothing is read back).
+first bytes; a multipart body read by werkzeug's incremental decoder, held to the grammar ingest
+has always accepted: `_MultipartForm`). Any refusal rolls everything back: nothing is
+half-written. 202 is answered only after the commit, with the call as written (nothing is read
+back).
 
 The hot path, so Core statements on a `db.engine.Transaction` (no ORM session), as few as
 possible: the same transaction first reads the bearer token's user, and a recording smaller
@@ -21,15 +23,17 @@ import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import Parser
+from email.policy import HTTP
 from typing import Any
 
 import flask
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from streaming_form_data import StreamingFormDataParser
-from streaming_form_data.parser import ParseFailedException
-from streaming_form_data.targets import BaseTarget, ValueTarget
-from streaming_form_data.validators import MaxSizeValidator, ValidationError
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.sansio.multipart import Data, Field, File, MultipartDecoder, NeedData, State
 
 from call_downloader.audio.formats import SNIFF_BYTES, sniff_format
 from call_downloader.config import get_settings
@@ -54,6 +58,7 @@ MAX_ID_CHARS = 255
 # Multipart framing around the file is small; a body this much above the limit is refused
 # from its Content-Length before reading anything.
 MULTIPART_OVERHEAD = 256 * 1024
+MAX_PART_HEADER_BYTES = 64 * 1024  # one part's header block (a file name is far below this)
 _PRINTABLE_ID = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
 
 
@@ -216,23 +221,259 @@ class AudioSink:
         return bytes(self._cache) if self._cache is not None else None
 
 
-class _FileTarget(BaseTarget):
-    def __init__(self, sink: AudioSink) -> None:
-        super().__init__()
-        self.sink = sink
-        self.seen = False
-        self.complete = False
+def _malformed(reason: str) -> ApiError:
+    return ApiError(400, "malformed_multipart", f"malformed multipart body: {reason}")
 
-    def on_start(self) -> None:
+
+def _boundary(request: flask.Request) -> bytes:
+    """The multipart boundary of the Content-Type (werkzeug's parse, already made for the
+    mimetype). A header werkzeug finds none in is read again the way it always was (the email
+    package also takes `boundary = x`, with spaces around the `=`)."""
+    boundary = request.mimetype_params.get("boundary")
+    if not boundary and request.content_type:
+        message = EmailMessage()
+        message["content-type"] = request.content_type
+        boundary = message.get_boundary()
+    if not boundary:
+        raise ApiError(400, "malformed_multipart", "the Content-Type has no multipart boundary")
+    if not boundary.isascii():
+        raise ApiError(400, "malformed_multipart", "the multipart boundary must be ASCII")
+    return boundary.encode("ascii")
+
+
+# The Content-Disposition every client sends: read here. email and werkzeug disagree on
+# anything else (repeated parameters, RFC 2231/2047 encodings, unterminated quotes, `%22`,
+# spaces around `=`): that is read as it always was, by the email package (slower, rare).
+_PLAIN_DISPOSITION = re.compile(r'form-data; name="([^"\\]*)"(?:; filename="([^"\\]*)")?')
+_HEADER_PARSER = Parser(policy=HTTP)
+
+
+def _disposition(value: str) -> tuple[str, str | None, str | None] | None:
+    """(disposition type, name, filename) of a part's Content-Disposition; None when the
+    email package does not see the header at all (the part is then skipped)."""
+    plain = _PLAIN_DISPOSITION.fullmatch(value)
+    if plain is not None and "=?" not in value:  # `=?` may start an RFC 2047 encoded word
+        return "form-data", plain[1], plain[2]
+    message = _HEADER_PARSER.parsestr(f"Content-Disposition: {value}\r\n")
+    header = message["content-disposition"]
+    if header is None:
+        return None
+    return (
+        message.get_content_disposition() or "",
+        header.params.get("name"),
+        header.params.get("filename"),
+    )
+
+
+def _media_type(value: str) -> str:
+    """A part's Content-Type as the email package normalizes it: `type/subtype` in lower
+    case without parameters, `text/plain` when it is not one (RFC 2045 5.2)."""
+    media_type = value.split(";", 1)[0].strip().lower()
+    return media_type if media_type.count("/") == 1 else "text/plain"
+
+
+class _StrictDecoder(MultipartDecoder):
+    """werkzeug's incremental multipart decoder, held to what ingest has always accepted:
+
+    - a delimiter is exactly CRLF `--boundary` then CRLF or `--` (werkzeug also takes a lone
+      CR or LF and white space after the boundary, in the middle of binary audio too);
+    - a part's headers end with CRLF CRLF and have no bare CR (werkzeug also ends them at
+      LF LF or CR CR), and take at most MAX_PART_HEADER_BYTES (413);
+    - a part without Content-Disposition is skipped like an unknown part (werkzeug refuses
+      the whole body).
+
+    Its buffer stays bounded: it holds one read, plus a part's header block until the block
+    is whole (`max_form_memory_size`)."""
+
+    def __init__(self, boundary: bytes) -> None:
+        held = len(b"\r\n--" + boundary + b"-")  # see _MultipartForm
+        limit = READ_BYTES + held + MAX_PART_HEADER_BYTES
+        super().__init__(boundary, max_form_memory_size=limit)
+        self.boundary_re = re.compile(rb"\r\n--%s(--|\r\n)" % re.escape(boundary))
+
+    def _parse_headers(self, data: bytes | bytearray) -> Headers:
+        """`data` is the start of the buffer, up to the empty line that ends the headers."""
+        if len(data) > MAX_PART_HEADER_BYTES:
+            raise RequestEntityTooLarge()
+        # Ended at a bare LF LF or CR CR, or broken at a bare CR, a part's headers could
+        # swallow the next delimiter and part.
+        if self.buffer[len(data) : len(data) + 4] != b"\r\n\r\n":
+            raise ValueError("a part's headers must end with an empty line (CRLF CRLF)")
+        if b"\r" in data.replace(b"\r\n", b""):
+            raise ValueError("a CR without LF in a part's headers")
+        headers = super()._parse_headers(data)
+        if "content-disposition" not in headers:
+            headers.add("Content-Disposition", "form-data")  # no name: nothing reads the part
+        return headers
+
+
+class _FilePart:
+    """The `file` part: its bytes go to the audio sink as they arrive."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self.write = write
+        self.seen = False
+        self.complete = False  # its closing delimiter arrived: the file is whole
+        self.filename: str | None = None
+        self.content_type: str | None = None
+
+    def start(self, filename: str | None) -> None:
         if self.seen:
             raise ApiError(422, "invalid_field", "send exactly one `file` part")
         self.seen = True
+        self.filename = filename
 
-    def on_data_received(self, chunk: bytes) -> None:
-        self.sink.write(chunk)
 
-    def on_finish(self) -> None:
-        self.complete = True  # its closing boundary arrived: the file is whole
+class _SmallField:
+    """`external_id` or `metadata`: every part of that name, as one value (repeated parts
+    are concatenated, as they always were), refused past its limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.value = bytearray()
+
+    def start(self, filename: str | None) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.value += data
+        if len(self.value) > self.limit:
+            raise ApiError(413, "field_too_large", "a form field is too large")
+
+
+class _MultipartForm:
+    """Reads a multipart/form-data body as it streams in (`feed` each read, then `close`):
+    the `file` part's bytes go to `write_file` as they arrive, `external_id` and `metadata`
+    are kept (small, limited), any other part is skipped. Nothing else is held but a read
+    and a part's header block.
+
+    The grammar is the one ingest has always accepted (RFC 7578 with CRLF line breaks):
+    nothing but CRLFs before the first boundary; a part's headers read one by one in their
+    order (a Content-Type counts once a Content-Disposition named the part); everything
+    after the closing boundary ignored. werkzeug's decoder does the rest (`_StrictDecoder`).
+
+    werkzeug 3.1.9 appends a stray CR to a part, or misses its delimiter, when its buffer
+    ends with `CRLF--boundary` and one more byte of the delimiter (`-` or CR): it holds back
+    a partial delimiter of up to `CRLF--boundary` only (pallets/werkzeug#3285). Such a
+    read's last bytes wait for the next read here, so the decoder never sees that cut."""
+
+    def __init__(self, boundary: bytes, write_file: Callable[[bytes], None]) -> None:
+        self._first_line = b"--" + boundary
+        self._cut_delimiters = (b"\r\n--" + boundary + b"-", b"\r\n--" + boundary + b"\r")
+        self._cut_length = len(self._cut_delimiters[0])
+        self._decoder = _StrictDecoder(boundary)
+        self.file = _FilePart(write_file)
+        self.external_id = _SmallField(MAX_ID_CHARS * 4)  # UTF-8 of the longest id, at most
+        self.metadata = _SmallField(MAX_FIELD_BYTES)
+        self._parts: dict[str, _FilePart | _SmallField] = {
+            "file": self.file,
+            "external_id": self.external_id,
+            "metadata": self.metadata,
+        }
+        self._part: _FilePart | _SmallField | None = None
+        self._opening = b""  # the body's first bytes, until they are known to be a boundary
+        self._opened = False
+        self._held = b""  # the end of a delimiter cut by the last read, for the next one
+        self.ended = False  # the closing boundary arrived
+
+    def feed(self, chunk: bytes) -> None:
+        if self.ended:
+            return  # the epilogue: ignored
+        if not self._opened:
+            chunk = self._open(chunk)
+            if not chunk:
+                return
+        for start in range(0, len(chunk), READ_BYTES):  # the decoder's buffer limit is a read
+            if self.ended:
+                return
+            data = self._held + chunk[start : start + READ_BYTES]
+            self._held = b""
+            tail = self._decoder.buffer[-self._cut_length :] + data[-self._cut_length :]
+            if tail.endswith(self._cut_delimiters):
+                keep = len(data) - min(self._cut_length, len(data))
+                data, self._held = data[:keep], data[keep:]
+            self._decode(data)
+
+    def close(self) -> None:
+        """The body ended: decode what was held back (a body cut there did not end)."""
+        if self._held and not self.ended:
+            self._decode(self._held)
+        self._held = b""
+
+    def _open(self, chunk: bytes) -> bytes:
+        """The body must start with CRLFs (any number) and then `--boundary` followed by
+        CRLF or `--` (an empty form): its bytes from the boundary on once that is known,
+        b"" while undecided."""
+        head = self._opening + chunk
+        start = 0
+        while head.startswith(b"\r\n", start):
+            start += 2
+        rest = head[start:]
+        opening, empty_form = self._first_line + b"\r\n", self._first_line + b"--"
+        if len(rest) < len(opening):
+            if rest == b"\r" or opening.startswith(rest) or empty_form.startswith(rest):
+                self._opening = rest
+                return b""
+        elif rest.startswith((opening, empty_form)):
+            self._opening = b""
+            self._opened = True
+            return rest
+        raise _malformed("it must begin with the boundary")
+
+    def _decode(self, data: bytes) -> None:
+        decoder = self._decoder
+        try:
+            decoder.receive_data(data)
+        except RequestEntityTooLarge:
+            raise _part_headers_too_large() from None
+        while True:
+            try:
+                event = decoder.next_event()
+            except RequestEntityTooLarge:
+                raise _part_headers_too_large() from None
+            except ValueError as exc:  # headers not UTF-8, or not CRLF lines (_StrictDecoder)
+                raise _malformed(str(exc)) from None
+            if isinstance(event, NeedData):
+                break
+            if isinstance(event, (Field, File)):
+                self._start_part(event.headers)
+            elif isinstance(event, Data):
+                if self._part is not None:
+                    self._part.write(event.data)
+                    if not event.more_data:
+                        if self._part is self.file:
+                            self.file.complete = True
+                        self._part = None
+        if decoder.state is State.EPILOGUE:
+            self.ended = True
+
+    def _start_part(self, headers: Headers) -> None:
+        """Each header line in its order, as ever: a Content-Disposition (which must be
+        form-data) with a name starts that part, a Content-Type after it is the file's."""
+        self._part = None
+        for key, value in headers.items():
+            key = key.lower()
+            if key == "content-disposition":
+                disposition = _disposition(value)
+                if disposition is None:
+                    continue
+                kind, name, filename = disposition
+                if kind != "form-data":
+                    raise _malformed(f"a part's Content-Disposition is {kind!r}, not form-data")
+                if name:
+                    self._part = self._parts.get(name)
+                    if self._part is not None:
+                        self._part.start(filename)
+            elif key == "content-type" and self._part is self.file:
+                self.file.content_type = _media_type(value)
+
+
+def _part_headers_too_large() -> ApiError:
+    return ApiError(
+        413,
+        "part_headers_too_large",
+        f"the headers of a multipart part exceed {MAX_PART_HEADER_BYTES} bytes",
+    )
 
 
 @dataclass
@@ -403,37 +644,26 @@ def _ingest_upload(
     req = IngestRequest(identity, None, idempotency_key, {}, "upload")
     call = NewCall(tx, req)
     sink = AudioSink(tx, call, limit)
-    try:
-        parser = StreamingFormDataParser(headers=request.headers)
-    except ParseFailedException as exc:
-        raise ApiError(400, "malformed_multipart", str(exc)) from None
-    file_target = _FileTarget(sink)
-    external = ValueTarget(validator=MaxSizeValidator(MAX_ID_CHARS * 4))
-    metadata = ValueTarget(validator=MaxSizeValidator(MAX_FIELD_BYTES))
-    parser.register("file", file_target)
-    parser.register("external_id", external)
-    parser.register("metadata", metadata)
+    form = _MultipartForm(_boundary(request), sink.write)
     stream = request.stream
-    try:
-        while chunk := stream.read(READ_BYTES):
-            parser.data_received(chunk)
-    except ValidationError:
-        raise ApiError(413, "field_too_large", "a form field is too large") from None
-    except ParseFailedException as exc:
-        raise ApiError(400, "malformed_multipart", f"malformed multipart body: {exc}") from None
-    if not file_target.seen:
+    while chunk := stream.read(READ_BYTES):
+        form.feed(chunk)
+    form.close()
+    if not form.file.seen:
         raise ApiError(422, "file_missing", "the `file` part is missing")
-    if not file_target.complete:
+    if not form.file.complete:
         raise ApiError(400, "malformed_multipart", "the body ended inside the file part")
+    if not form.ended:
+        raise ApiError(400, "malformed_multipart", "the body ended before its closing boundary")
     sink.finish()  # empty or not audio: refused before the fields are looked at
     try:
-        ext_text = external.value.decode("utf-8") if external.value else None
+        ext_text = form.external_id.value.decode("utf-8") if form.external_id.value else None
     except UnicodeDecodeError:
         raise ApiError(422, "invalid_field", "external_id must be UTF-8") from None
     req.external_id = _clean_id(ext_text, "external_id")
-    req.metadata = _clean_metadata(metadata.value)
-    req.filename = _clean_filename(file_target.multipart_filename)
-    req.declared_content_type = (file_target.multipart_content_type or "")[:255] or None
+    req.metadata = _clean_metadata(bytes(form.metadata.value))
+    req.filename = _clean_filename(form.file.filename)
+    req.declared_content_type = (form.file.content_type or "")[:255] or None
     # Same external_id from the same source: answer the existing call, create nothing.
     found = _existing_id(tx, identity.user_id, req.external_id, None)
     if found is not None and found != call.id:
