@@ -30,8 +30,10 @@ def main() -> int:
     os.environ["EVENT_NAMESPACE"] = args.namespace
 
     import pika
+    from sqlalchemy import select
 
     from call_downloader.db.engine import dispose_engine, unit_of_work
+    from call_downloader.db.models import OutboxEvent
     from call_downloader.events import outbox
     from call_downloader.events import types as ev
     from call_downloader.events.broker import Publisher, connect, declare_topology
@@ -40,10 +42,12 @@ def main() -> int:
     topo = declare_topology()
     try:
         with unit_of_work() as session:
-            rows = [
-                outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"bench": i})
+            ids = [
+                outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"bench": i}).id
                 for i in range(args.events)
             ]
+            # The same envelopes the relay will publish, for the raw publisher.
+            rows = session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids))).all()
             bodies = [ev.to_json_bytes(outbox.to_envelope(row)) for row in rows]
         publisher = Publisher()
         publish_due(publisher, topo, batch=1)  # connections warm, one event out
