@@ -111,6 +111,9 @@ def probe(reader: BoundedReader) -> AudioInfo:
             audio_bytes += h.length
             pos += h.length
             continue
+        if end - pos < 7 and _starts_like_a_header(buf[rel : rel + (end - pos)]):
+            # A cut inside the last frame's header, not junk after the last frame.
+            raise InvalidAudio("truncated: the last ADTS frame header is incomplete")
         # Damage: look for the next run of frames.
         nxt = _resync(walker, pos, end)
         junk += nxt - pos
@@ -128,6 +131,11 @@ def probe(reader: BoundedReader) -> AudioInfo:
         channels=first.channel_config or None,
         bitrate=round(audio_bytes * 8 / duration),
     )
+
+
+def _starts_like_a_header(tail: bytes) -> bool:
+    """`tail`, shorter than a header, is the start of one: the sync word as far as it goes."""
+    return bool(tail) and tail[0] == 0xFF and (len(tail) < 2 or tail[1] & 0xF6 == 0xF0)
 
 
 def _resync(walker: Window, pos: int, end: int) -> int:

@@ -239,6 +239,10 @@ def probe_range(reader: BoundedReader, start: int, end: int, vbr_tags: bool = Tr
             audio_bytes += h.length
             pos += h.length
             continue
+        tail = buf[rel : rel + (end - pos)]
+        if len(tail) < 4 and tail[:1] == b"\xff" and (len(tail) < 2 or tail[1] & 0xE0 == 0xE0):
+            # A cut inside the last frame's header, not junk after the last frame.
+            raise InvalidAudio("truncated: the last MPEG frame header is incomplete")
         # Not a frame: an ID3v2 tag between streams, or damage to skip.
         tag = id3v2_size(buf[rel : rel + 10])
         if tag is not None and pos + tag <= end:

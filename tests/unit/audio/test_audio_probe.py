@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import struct
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from audio_fixtures import (
@@ -19,7 +21,7 @@ from audio_fixtures import (
     truncated_copy,
 )
 
-from call_downloader.audio import AudioInfo, InvalidAudio, probe_file, sniff_file
+from call_downloader.audio import AudioInfo, InvalidAudio, adts, mpeg, probe_file, sniff_file
 from call_downloader.audio.common import MAX_DURATION_SECONDS
 
 
@@ -323,3 +325,38 @@ def test_audio_start_then_a_gigabyte_of_zeros(kind: str, tmp_path: Path) -> None
 
 def test_duration_cap_constant_is_sane() -> None:
     assert 24 * 3600 <= MAX_DURATION_SECONDS <= 31 * 24 * 3600
+
+
+def _frame_starts(data: bytes, header_at: Callable[[bytes, int], Any]) -> list[int]:
+    """Offsets of consecutive frames from the start of a header-less stream."""
+    starts, pos = [], 0
+    while (h := header_at(data, pos)) is not None:
+        starts.append(pos)
+        pos += h.length
+    assert pos == len(data), "the fixture is one unbroken run of frames"
+    return starts
+
+
+@pytest.mark.parametrize(
+    ("kind", "header_bytes", "header_at"),
+    [
+        ("aac_adts", 7, adts.parse_header),
+        ("aac_adts_8k", 7, adts.parse_header),
+        ("mp3_cbr_noheader", 4, mpeg.parse_header),
+        ("mp3_vbr_noheader", 4, mpeg.parse_header),
+    ],
+)
+def test_a_cut_inside_a_frame_header_is_a_truncation(
+    kind: str, header_bytes: int, header_at: Callable[[bytes, int], Any], tmp_path: Path
+) -> None:
+    # Frame-based streams have no length field: a file cut exactly between frames is a valid
+    # shorter file, but one cut 1 to header_bytes-1 bytes into the next frame's header is not
+    # (a cut that happens to land there once passed as "2 bytes of junk").
+    data = make_fixture(kind).read_bytes()
+    starts = _frame_starts(data, header_at)
+    middle = starts[len(starts) // 2]
+    for extra in range(1, header_bytes):
+        reason = rejected(write(tmp_path, f"cut{extra}", data[: middle + extra]))
+        assert "truncated" in reason
+    whole_frames = probe_file(write(tmp_path, "between", data[:middle]))
+    assert whole_frames.duration_seconds > 0  # the control: a cut between frames is valid
