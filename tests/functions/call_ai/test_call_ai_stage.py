@@ -385,7 +385,7 @@ def test_without_an_ai_url_the_attempt_is_retried_later(db, analyzed_call):
 def test_statements_are_built_once_not_per_event(ai):
     """Building a statement (and its cache key) per event cost as much CPU as running it: the
     second event runs the very statement objects the first one did."""
-    from call_ai_helpers import built_anew, statements_of
+    from statement_capture import built_anew, statements_of
 
     calls = [make_analyzed_call(), make_analyzed_call()]
     first, second = (statements_of(lambda c=c: call_ai.handle(analyzed_event(c))) for c in calls)

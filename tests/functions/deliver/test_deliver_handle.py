@@ -560,30 +560,11 @@ def test_two_destinations_one_failing_leaves_the_call_processed(call_id, add_des
 # -- cost ----------------------------------------------------------------------------------------
 
 
-def statements_of(fn: Any) -> list[Any]:
-    """The statement objects `fn` executed on the engine, in order."""
-    from sqlalchemy import event
-
-    from call_downloader.db.engine import get_engine
-
-    executed: list[Any] = []
-
-    def note(_conn: Any, statement: Any, *_args: Any) -> None:
-        executed.append(statement)
-
-    engine = get_engine()
-    event.listen(engine, "before_execute", note)
-    try:
-        fn()
-    finally:
-        event.remove(engine, "before_execute", note)
-    return executed
-
-
 def test_statements_are_built_once_not_per_event(add_destination):
     """Building a statement (and its cache key) per event cost as much CPU as running it: the
     second call's events run the very statement objects the first call's did."""
     from calls_helpers import make_call, make_user
+    from statement_capture import statements_of
 
     from call_downloader.events import outbox
     from call_downloader.events import types as ev
