@@ -45,11 +45,35 @@ def _serve_ops(port: int | None, alive) -> None:  # type: ignore[no-untyped-def]
 STOP_GRACE_SECONDS = 25.0
 
 
+def _exit_when_orphaned() -> None:
+    """In a dispatcher process started by `make run`: a thread of its own exits the process
+    once its server has been gone for the stop grace, whatever the main thread is doing
+    (still starting up, or stuck). The death signal and the main loop's check stop it sooner;
+    this is the backstop (a child once outlived its SIGKILLed server in `test_run_processes`)."""
+    import os
+    import threading
+    import time
+
+    from call_downloader.server.workers import PARENT_ENV, parent_gone
+
+    if not os.environ.get(PARENT_ENV):
+        return
+
+    def watch() -> None:
+        while not parent_gone():
+            time.sleep(1.0)
+        time.sleep(STOP_GRACE_SECONDS + 2.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def _dispatcher(args: argparse.Namespace) -> int:
     import os
     import signal
     import threading
 
+    _exit_when_orphaned()  # first: before the imports below
     from call_downloader.events.dispatcher import (
         EVENT_FUNCTIONS,
         Dispatcher,

@@ -75,3 +75,23 @@ def test_parent_gone_only_for_a_process_make_run_started(monkeypatch):
     assert not workers.parent_gone()
     monkeypatch.setenv(workers.PARENT_ENV, str(os.getppid() + 1))
     assert workers.parent_gone()
+
+
+def test_an_orphaned_dispatcher_process_exits_even_if_its_main_thread_is_stuck() -> None:
+    """The backstop of `make run`'s dispatcher processes: a thread of their own ends the
+    process once the server is gone (here: a parent pid that is not this process's parent),
+    while the main thread sleeps on."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, time\n"
+        "from call_downloader import cli\n"
+        "from call_downloader.server.workers import PARENT_ENV\n"
+        "os.environ[PARENT_ENV] = str(os.getppid() + 1000000)\n"
+        "cli.STOP_GRACE_SECONDS = 0.1\n"
+        "cli._exit_when_orphaned()\n"
+        "time.sleep(120)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, check=False)
+    assert done.returncode == 1
