@@ -31,19 +31,6 @@ class PermanentError(Exception):
         self.detail = detail
 
 
-def already_processed(session: Session, consumer: str, event_id: str) -> bool:
-    done = session.get(ProcessedEvent, (consumer, event_id)) is not None
-    if done:
-        note_skipped()  # a duplicate: counted as outcome "skipped"
-    return done
-
-
-def mark_processed(session: Session, consumer: str, event_id: str) -> None:
-    # A concurrent duplicate fails at commit on the primary key: its transaction rolls back,
-    # the dispatcher retries it, and the retry finds this record.
-    session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
-
-
 def record(session: Session, call_id: uuid.UUID, stage: str, event: str, **detail: Any) -> None:
     session.add(
         TimelineEntry(call_id=call_id, stage=stage, event=event, detail=detail, at=utcnow())
@@ -56,23 +43,7 @@ def lock_call(session: Session, call_id: uuid.UUID) -> Call | None:
     ).scalar_one_or_none()
 
 
-def fail_call(
-    session: Session,
-    call: Call,
-    stage: str,
-    reason: str,
-    detail: str,
-    traceparent: str | None = None,
-) -> None:
-    call.status = CallStatus.FAILED
-    call.error_stage = stage
-    call.error_reason = reason
-    call.error_detail = detail[:2000]
-    record(session, call.id, stage, "failed", reason=reason, detail=detail[:500])
-    metrics.call_failed(session, stage, reason)
-
-
-# -- The same, as plain Core statements on a `db.engine.Transaction` (the hot paths) ----------
+# -- The hot paths: plain Core statements on a `db.engine.Transaction` -----------------------
 
 CALLS = Call.__table__
 PROCESSED = ProcessedEvent.__table__
@@ -81,14 +52,6 @@ TIMELINE = TimelineEntry.__table__
 
 # Statements are built once, on first use, and executed with parameters: building a Core
 # statement and its cache key per execution cost as much CPU as running it (`make bench`).
-@cache
-def _was_processed_query() -> Any:
-    return select(PROCESSED.c.event_id).where(
-        PROCESSED.c.consumer == bindparam("consumer"),
-        PROCESSED.c.event_id == bindparam("event_id"),
-    )
-
-
 @cache
 def _claim_statement(dialect: str) -> Any:
     insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -104,14 +67,6 @@ def _lock_call_query(columns: tuple[Any, ...]) -> Any:
 def _update_call_statement() -> Any:
     # The SET clause is the parameters' keys besides `call_id_` (updated_at: its onupdate).
     return update(CALLS).where(CALLS.c.id == bindparam("call_id_"))
-
-
-def was_processed(tx: Any, consumer: str, event_id: str) -> bool:
-    """Has `consumer` applied this event? (A read-only look; `claim_event` is the write.)"""
-    found = tx.execute(_was_processed_query(), {"consumer": consumer, "event_id": event_id}).first()
-    if found is not None:
-        note_skipped()
-    return found is not None
 
 
 def claim_event(tx: Any, consumer: str, event_id: str) -> bool:
@@ -156,7 +111,7 @@ def update_call(tx: Any, call_id: uuid.UUID, **values: Any) -> None:
 def fail_call_row(
     tx: Any, call_id: uuid.UUID, stage: str, reason: str, detail: str, **values: Any
 ) -> None:
-    """`fail_call` for a call read as a row: status, error, timeline and metric."""
+    """Fail the call: status, error, timeline entry and metric."""
     update_call(
         tx,
         call_id,
