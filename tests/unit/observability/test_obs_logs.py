@@ -9,6 +9,8 @@ import logging
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from call_downloader.observability import context, logs
 
@@ -206,3 +208,62 @@ def test_configure_installs_one_json_handler_and_keeps_others():
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+def _scrub_without_prefilter(text: str) -> str:
+    for pattern, replacement in logs._PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+# Pieces that make the patterns match, in any case, mixed with ordinary text.
+_PIECES = [
+    "Bearer ",
+    "BASIC ",
+    "://",
+    "u:p@",
+    "whsec_",
+    "v1,",
+    "cdk_",
+    "sk-",
+    "eyJ",
+    "EYj",
+    "b'",
+    'b"',
+    "\\'",
+    "password",
+    "PassWd",
+    "pwd",
+    "Secret",
+    "token",
+    "api-key",
+    "API_KEY",
+    "apikey",
+    "authorization",
+    "signature",
+    "jwt",
+    "private_key",
+    "Credentials",
+    "=",
+    ": ",
+    '"',
+    "'",
+    ",",
+    ".",
+    " ",
+    "abcdefghijklmnopqrstuvwxyz0123456789",
+    "ABCDEFGHIJ+/=_-",
+    "x" * 50,
+    "call 6f1c2d3e-0000-4000-8000-000000000000 analyzed",
+]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_the_prefilter_never_skips_text_a_pattern_would_change(text):
+    assert logs.Redactor().scrub(text) == _scrub_without_prefilter(text)
+
+
+@pytest.mark.parametrize(("message", "_secret"), SECRETS)
+def test_every_known_secret_sample_passes_the_prefilter(message, _secret):
+    assert logs._may_hold_secret(message)
