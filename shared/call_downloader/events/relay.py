@@ -12,15 +12,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import psycopg
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 from call_downloader.config import get_settings, sqlalchemy_url
-from call_downloader.db.engine import unit_of_work
+from call_downloader.db.engine import Transaction, transaction
 from call_downloader.db.models import OutboxEvent
 from call_downloader.events import outbox
 from call_downloader.events.broker import Message, Publisher, PublishError, Topology, topology
@@ -44,22 +44,53 @@ class _Round:
     next_due: float | None  # seconds until the earliest unpublished event (None: none)
 
 
+@cache
+def _due_query(batch: int) -> Any:
+    table = OutboxEvent.__table__
+    return (
+        select(table)
+        .where(table.c.published_at.is_(None), table.c.available_at <= bindparam("now"))
+        .order_by(table.c.available_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+
+
+@cache
+def _mark_published_statement() -> Any:
+    table = OutboxEvent.__table__
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True)))
+        .values(published_at=bindparam("now"))
+    )
+
+
+@cache
+def _mark_refused_statement() -> Any:
+    table = OutboxEvent.__table__
+    return (
+        update(table)
+        .where(table.c.id.in_(bindparam("ids", expanding=True)))
+        .values(publish_attempts=table.c.publish_attempts + 1)
+    )
+
+
+@cache
+def _next_due_query() -> Any:
+    table = OutboxEvent.__table__
+    return select(func.min(table.c.available_at)).where(table.c.published_at.is_(None))
+
+
 def _publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> _Round:
     """One round in one transaction: lock the due rows, publish them as a batch (confirms
     awaited together when the publisher can), mark the confirmed ones, and find when the next
-    scheduled one is due (instead of a separate transaction per question)."""
-    now = datetime.now(UTC)
-    table = OutboxEvent.__table__
-    with unit_of_work() as session:
-        # Plain rows and two set-based UPDATEs: the ORM's per-object bookkeeping cost more
-        # than the rest of a round.
-        rows = session.execute(
-            select(table)
-            .where(table.c.published_at.is_(None), table.c.available_at <= now)
-            .order_by(table.c.available_at)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        ).all()
+    scheduled one is due (instead of a separate transaction per question).
+
+    A Core transaction with statements built once: an ORM session and statements built per
+    round were most of the relay's CPU (py-spy, `make bench --profile`)."""
+    with transaction() as tx:
+        rows = tx.execute(_due_query(batch), {"now": datetime.now(UTC)}).all()
         published = 0
         failed = False
         if rows:
@@ -69,15 +100,9 @@ def _publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> _Rou
             done = [row.id for row, ok in zip(rows, confirmed, strict=True) if ok]
             refused = [row.id for row, ok in zip(rows, confirmed, strict=True) if not ok]
             if done:
-                session.execute(
-                    update(table).where(table.c.id.in_(done)).values(published_at=datetime.now(UTC))
-                )
+                tx.execute(_mark_published_statement(), {"ids": done, "now": datetime.now(UTC)})
             if refused:
-                session.execute(
-                    update(table)
-                    .where(table.c.id.in_(refused))
-                    .values(publish_attempts=table.c.publish_attempts + 1)
-                )
+                tx.execute(_mark_refused_statement(), {"ids": refused})
             for row, ok in zip(rows, confirmed, strict=True):
                 if ok:
                     metrics.outbox_published(row.type, row.available_at)
@@ -91,7 +116,7 @@ def _publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> _Rou
                     len(rows),
                 )
         more = len(rows) == batch and not failed
-        next_due = None if more else _seconds_until_next_due(session)
+        next_due = None if more else _seconds_until_next_due(tx)
         return _Round(published, failed, more, next_due)
 
 
@@ -137,14 +162,12 @@ def _json(body: dict) -> bytes:  # type: ignore[type-arg]
 
 
 def seconds_until_next_due() -> float | None:
-    with unit_of_work() as session:
-        return _seconds_until_next_due(session)
+    with transaction() as tx:
+        return _seconds_until_next_due(tx)
 
 
-def _seconds_until_next_due(session: Session) -> float | None:
-    nxt = session.execute(
-        select(func.min(OutboxEvent.available_at)).where(OutboxEvent.published_at.is_(None))
-    ).scalar()
+def _seconds_until_next_due(tx: Transaction) -> float | None:
+    nxt = tx.execute(_next_due_query()).scalar()
     if nxt is None:
         return None
     if nxt.tzinfo is None:
