@@ -154,6 +154,11 @@ def create_database(name: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
+def database_name(url: str) -> str:
+    """The database a `postgresql://.../name` URL points at (query string left out)."""
+    return url.rsplit("/", 1)[1].split("?", 1)[0]
+
+
 def drop_database(name: str) -> None:
     import psycopg
 
@@ -352,13 +357,14 @@ def start_product(database_url: str, namespace: str, peers_url: str, **extra: st
         f"http://127.0.0.1:{port}",
         "/readyz",
     )
+    proc.info["database"] = database_name(database_url)
     return proc
 
 
 def start_baseline(database_url: str, namespace: str, peers_url: str, workers: int) -> Proc:
     port = free_port()
     env = base_env(database_url, namespace)
-    return spawn(
+    proc = spawn(
         f"baseline-{namespace}",
         [
             PYTHON,
@@ -382,6 +388,8 @@ def start_baseline(database_url: str, namespace: str, peers_url: str, workers: i
         f"http://127.0.0.1:{port}",
         "/healthz",
     )
+    proc.info["database"] = database_name(database_url)
+    return proc
 
 
 def admin_token(server_url: str) -> str:
@@ -520,6 +528,230 @@ def cpu_seconds(pid: int) -> float:
         except (OSError, IndexError):  # exited meanwhile (then counted in the parent's cutime)
             pass
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# --- CPU by process group ------------------------------------------------------------------
+#
+# Where the machine's CPU goes while one system runs: every process's utime + stime, sampled
+# from /proc, attributed to a group. Backends and dispatcher children come and go during a
+# round, so a sampler thread reads every process every ~0.5 s; a process's share is its last
+# seen ticks minus its ticks at the start (0 if it appeared later). What a process spends after
+# its last sample, and processes that live less than one interval, land in "other" (the
+# machine's total from /proc/stat minus the groups).
+
+CPU_GROUPS = ("server", "postgres", "postgres-shared", "rabbitmq", "peers", "client", "other")
+
+# A process: its pid, or (pid, start time) so a reused pid is a new process.
+ProcKey = int | tuple[int, int]
+# Process -> (command line with NULs as spaces, utime + stime in clock ticks).
+Snapshot = dict[ProcKey, tuple[str, int]]
+
+
+def _key_pid(key: ProcKey) -> int:
+    return key[0] if isinstance(key, tuple) else key
+
+
+def cpu_group(
+    pid: int,
+    cmdline: str,
+    *,
+    database: str,
+    server_pids: set[int] | frozenset[int],
+    peers_pid: int | None,
+    client_pid: int | None,
+) -> str:
+    """The group a process's CPU counts in while the system on `database` runs."""
+    if pid in server_pids:
+        return "server"
+    if pid == peers_pid:
+        return "peers"
+    if pid == client_pid:
+        return "client"
+    tokens = cmdline.split()
+    if not tokens:
+        return "other"  # kernel thread, zombie
+    program = os.path.basename(tokens[0])
+    if program == "beam.smp":
+        return "rabbitmq"
+    if tokens[0] in ("postgres:", "postmaster:"):
+        # "postgres: 15/main: <user> <database> <host>(<port>) <state>" for a backend,
+        # "postgres: 15/main: checkpointer" and the like for PostgreSQL's own processes.
+        if "autovacuum" in tokens:
+            return "postgres-shared"
+        if database in tokens[1:]:
+            return "postgres"
+        if any(t == "[local]" or (t.endswith(")") and "(" in t) for t in tokens[1:]):
+            return "other"  # a session on another database
+        return "postgres-shared"
+    if program in ("postgres", "postmaster"):
+        return "postgres-shared"  # the postmaster (and a backend not yet titled)
+    return "other"
+
+
+def attribute_cpu(
+    start: Snapshot,
+    last: Snapshot,
+    *,
+    database: str,
+    server_pids: set[int] | frozenset[int] = frozenset(),
+    peers_pid: int | None = None,
+    client_pid: int | None = None,
+    busy_ticks: int | None = None,
+) -> dict[str, int]:
+    """Clock ticks per group (CPU_GROUPS) between `start` and `last`.
+
+    `last` holds the last seen state of every process seen during the window, vanished ones
+    included; a process in `start` and not in `last` adds nothing, one not in `start` counts
+    from 0. "other" is `busy_ticks` (the machine's busy ticks over the window) minus the other
+    groups when given, else 0.
+    """
+    ticks = dict.fromkeys(CPU_GROUPS, 0)
+    for key, (cmdline, now) in last.items():
+        before = start[key][1] if key in start else 0
+        if now <= before:
+            continue
+        if not cmdline and key in start:
+            cmdline = start[key][0]
+        group = cpu_group(
+            _key_pid(key),
+            cmdline,
+            database=database,
+            server_pids=server_pids,
+            peers_pid=peers_pid,
+            client_pid=client_pid,
+        )
+        if group != "other":
+            ticks[group] += now - before
+    if busy_ticks is not None:
+        ticks["other"] = busy_ticks - sum(ticks.values())
+    return ticks
+
+
+def _read_proc(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)  # cheaper than open(): the sampler reads every process
+    try:
+        return os.read(fd, 4096)  # a longer command line is cut; its first words matter
+    finally:
+        os.close(fd)
+
+
+def _title_may_change(cmdline: str) -> bool:
+    # PostgreSQL retitles its processes (a new backend starts with the postmaster's command
+    # line; a backend's state changes); other processes keep theirs.
+    return not cmdline or "postgres" in cmdline.split(" ", 1)[0]
+
+
+def process_snapshot(known: Snapshot | None = None) -> Snapshot:
+    """Every process on the machine, keyed by (pid, start time). A process in `known` keeps
+    its command line from there unless PostgreSQL may have retitled it."""
+    snap: Snapshot = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = _read_proc(f"/proc/{name}/stat").rpartition(b")")[2].split()
+            # After the ")": state is field 3, utime 14, stime 15, starttime 22.
+            key = (int(name), int(fields[19]))
+            ticks = int(fields[11]) + int(fields[12])
+            seen = known.get(key) if known else None
+            if seen is not None and not _title_may_change(seen[0]):
+                cmdline = seen[0]
+            else:
+                raw = _read_proc(f"/proc/{name}/cmdline")
+                cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+            snap[key] = (cmdline, ticks)
+        except (OSError, IndexError, ValueError):  # gone between listdir and open
+            continue
+    return snap
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, steal) clock ticks of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    return user + nice + system + irq + softirq, steal
+
+
+class CpuSampler:
+    """CPU by group (CPU_GROUPS) while the block runs, for the system serving from
+    `server_pid` (and its descendants) on `database`."""
+
+    def __init__(
+        self,
+        database: str,
+        server_pid: int,
+        peers_pid: int | None = None,
+        client_pid: int | None = None,
+        interval: float = 0.5,
+    ) -> None:
+        self.database = database
+        self.server_pid = server_pid
+        self.peers_pid = peers_pid
+        self.client_pid = os.getpid() if client_pid is None else client_pid
+        self.interval = interval
+        self.server_pids: set[int] = set()
+        self.start: Snapshot = {}
+        self.last: Snapshot = {}
+        self.sampler_cpu_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.server_pids.add(self.server_pid)
+        self.server_pids.update(child_pids(self.server_pid))
+        for key, (cmdline, ticks) in process_snapshot(self.last).items():
+            if not cmdline and key in self.last:  # a zombie has no command line any more
+                cmdline = self.last[key][0]
+            self.last[key] = (cmdline, ticks)
+
+    def _run(self) -> None:
+        began = time.thread_time()
+        while not self._stop.wait(self.interval):
+            self._sample()
+        self.sampler_cpu_s = time.thread_time() - began
+
+    def __enter__(self) -> CpuSampler:
+        self._wall0 = time.monotonic()
+        self._busy0, self._steal0 = machine_ticks()
+        self._sample()
+        self.start = dict(self.last)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        busy1, steal1 = machine_ticks()
+        self.wall_s = time.monotonic() - self._wall0
+        self.busy_ticks = busy1 - self._busy0
+        self.steal_ticks = steal1 - self._steal0
+
+    def ticks(self) -> dict[str, int]:
+        return attribute_cpu(
+            self.start,
+            self.last,
+            database=self.database,
+            server_pids=self.server_pids,
+            peers_pid=self.peers_pid,
+            client_pid=self.client_pid,
+            busy_ticks=self.busy_ticks,
+        )
+
+    def report(self, calls: int) -> dict[str, Any]:
+        """Per call: ms of CPU by group; over the window: cores busy (out of `cpus`)."""
+        hz = os.sysconf("SC_CLK_TCK")
+        return {
+            "cpu_ms_per_call": {
+                g: round(t / hz / calls * 1000, 2) for g, t in self.ticks().items()
+            },
+            "cores_busy": round(self.busy_ticks / hz / self.wall_s, 2),
+            "cores_steal": round(self.steal_ticks / hz / self.wall_s, 2),
+            "cpus": os.cpu_count(),
+            "cpu_window_s": round(self.wall_s, 2),
+            "sampler_cpu_ms": round(self.sampler_cpu_s * 1000, 1),
+        }
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -224,6 +224,38 @@ def table(results: dict[str, Any]) -> str:
         for row in [head, *rows]
     ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
+    cpu = cpu_table(results)
+    return "\n".join(lines) + (f"\n\n{cpu}" if cpu else "")
+
+
+def cpu_table(results: dict[str, Any]) -> str:
+    """The pipeline runs' CPU per call by process group, one row per system (medians)."""
+    r = results.get("pipeline")
+    if not r or "cpu_ms_per_call" not in r.get("product", {}):
+        return ""
+    from bench_common import CPU_GROUPS
+
+    head = ("CPU ms/call under load", *CPU_GROUPS, "total", "cores busy")
+    rows = []
+    for name in ("product", "baseline_serial", "baseline"):
+        groups = r[name]["cpu_ms_per_call"]
+        rows.append(
+            (
+                name,
+                *(f"{groups[g]:.1f}" for g in CPU_GROUPS),
+                f"{sum(groups.values()):.1f}",
+                f"{r[name]['cores_busy']:.1f} of {r[name]['cpus']}",
+            )
+        )
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
+    lines = [
+        " | ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [head, *rows]
+    ]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 
 

@@ -16,17 +16,31 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from bench_common import cpu_seconds, log, median, multipart, percentile, ratio, wav_bytes
+from bench_common import (
+    CPU_GROUPS,
+    CpuSampler,
+    cpu_seconds,
+    log,
+    median,
+    multipart,
+    percentile,
+    ratio,
+    wav_bytes,
+)
 
 SMALL_AUDIO_BYTES = 32_000  # 2 s of 8 kHz 16-bit mono
 
 
 class Target:
-    """Where to post a call and how to read its id back; `pid` is the serving process."""
+    """Where to post a call and how to read its id back; `pid` is the serving process,
+    `database` the PostgreSQL database it works in."""
 
-    def __init__(self, name: str, url: str, headers: dict[str, str], pid: int) -> None:
+    def __init__(
+        self, name: str, url: str, headers: dict[str, str], pid: int, database: str
+    ) -> None:
         self.name = name
         self.pid = pid
+        self.database = database
         self.url = url
         self.headers = headers
         body, ctype = multipart({}, wav_bytes(SMALL_AUDIO_BYTES, seed=5))
@@ -46,11 +60,12 @@ def product_target(ctx: Any) -> Target:
         ctx.product.url + "/api/v1/calls",
         {"Authorization": f"Bearer {ctx.token}"},
         ctx.product.pid,
+        ctx.product.info["database"],
     )
 
 
 def baseline_target(name: str, proc: Any) -> Target:
-    return Target(name, proc.url + "/calls", {}, proc.pid)
+    return Target(name, proc.url + "/calls", {}, proc.pid, proc.info["database"])
 
 
 def load(ctx: Any, target: Target, calls: int, concurrency: int) -> dict[str, Any]:
@@ -58,8 +73,9 @@ def load(ctx: Any, target: Target, calls: int, concurrency: int) -> dict[str, An
     lock = threading.Lock()
     counter = iter(range(calls))
     cpu_before = cpu_seconds(target.pid)
+    sampler = CpuSampler(target.database, target.pid, ctx.peers.proc.pid)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    with httpx.Client(timeout=120, limits=limits) as client:
+    with sampler, httpx.Client(timeout=120, limits=limits) as client:
 
         def worker() -> None:
             while True:
@@ -74,8 +90,8 @@ def load(ctx: Any, target: Target, calls: int, concurrency: int) -> dict[str, An
         with ThreadPoolExecutor(concurrency) as pool:
             for f in [pool.submit(worker) for _ in range(concurrency)]:
                 f.result()
-    receipts = ctx.peers.wait_receipts(set(starts), timeout=max(120.0, calls * 1.0))
-    cpu = cpu_seconds(target.pid) - cpu_before
+        receipts = ctx.peers.wait_receipts(set(starts), timeout=max(120.0, calls * 1.0))
+        cpu = cpu_seconds(target.pid) - cpu_before
     latencies = [receipts[i] - starts[i] for i in starts]
     span = max(receipts[i] for i in starts) - min(starts.values())
     return {
@@ -88,7 +104,19 @@ def load(ctx: Any, target: Target, calls: int, concurrency: int) -> dict[str, An
         # CPU the serving process spent per call (its own threads only; PostgreSQL and
         # RabbitMQ are separate processes).
         "server_cpu_ms_per_call": cpu / calls * 1000,
+        # The whole machine's CPU per call by process group (CPU_GROUPS, sampled from /proc),
+        # with cores_busy: busy CPU seconds / wall seconds, out of `cpus`.
+        **sampler.report(calls),
     }
+
+
+def cpu_line(result: dict[str, Any]) -> str:
+    """'cpu/call: server 30.1, postgres 12.0, ... ms; 1.8 of 2 cores busy'."""
+    groups = ", ".join(f"{g} {result['cpu_ms_per_call'][g]:.1f}" for g in CPU_GROUPS)
+    line = f"cpu/call: {groups} ms; {result['cores_busy']:.1f} of {result['cpus']} cores busy"
+    if result.get("cores_steal"):
+        line += f" ({result['cores_steal']:.2f} stolen by the hypervisor)"
+    return line
 
 
 def single(ctx: Any, target: Target, calls: int, cpu: list[float] | None = None) -> list[float]:
@@ -141,6 +169,7 @@ def run_throughput(
                 f"p50 {result['p50_s'] * 1000:.0f} ms, p99 {result['p99_s'] * 1000:.0f} ms, "
                 f"server CPU {result['server_cpu_ms_per_call']:.1f} ms/call"
             )
+            log(f"pipeline round {r + 1} {name} {cpu_line(result)}")
     summary: dict[str, Any] = {"calls": calls, "concurrency": concurrency, "rounds": rounds}
     for name, results in runs.items():
         summary[name] = {
@@ -148,6 +177,11 @@ def run_throughput(
             "p50_s": median([x["p50_s"] for x in results]),
             "p99_s": median([x["p99_s"] for x in results]),
             "server_cpu_ms_per_call": median([x["server_cpu_ms_per_call"] for x in results]),
+            "cpu_ms_per_call": {
+                g: median([x["cpu_ms_per_call"][g] for x in results]) for g in CPU_GROUPS
+            },
+            "cores_busy": median([x["cores_busy"] for x in results]),
+            "cpus": results[0]["cpus"],
             "runs": results,
         }
     for name in ("baseline", "baseline_serial"):
