@@ -55,3 +55,32 @@ def test_a_pooled_connection_the_server_closed_is_replaced_before_use(database_u
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_a_lone_read_runs_outside_a_transaction_and_leaves_the_pool_transactional(db):
+    from sqlalchemy import bindparam, select
+
+    from call_downloader.db.engine import get_engine, lone_read, transaction
+    from call_downloader.db.models import ProcessedEvent, utcnow
+
+    table = ProcessedEvent.__table__
+    query = select(table.c.event_id).where(table.c.event_id == bindparam("event_id"))
+    assert lone_read(query, {"event_id": "nope"}) is None
+    # Its own transaction (autocommit): the transaction began with this very statement. After
+    # a BEGIN of its own, now() would be the BEGIN's time, earlier than the statement's.
+    assert lone_read(text("SELECT now() = statement_timestamp()")) == (True,)
+    assert get_engine().pool.checkedin() >= 1
+    # The connection is back in the pool in transactional mode: a transaction that fails
+    # after a write leaves nothing behind.
+    row = {"consumer": "t", "processed_at": utcnow()}
+    try:
+        with transaction() as tx:
+            tx.execute(table.insert(), {**row, "event_id": "rolled-back"})
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert lone_read(query, {"event_id": "rolled-back"}) is None
+    with transaction() as tx:
+        tx.execute(table.insert(), {**row, "event_id": "kept"})
+        assert tx.execute(text("SELECT now() = statement_timestamp()")).scalar() is False
+    assert lone_read(query, {"event_id": "kept"}) == ("kept",)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Row, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -139,6 +139,21 @@ def transaction() -> Iterator[Transaction]:
             fn()
         except Exception:  # a metric must never break a committed transaction
             pass
+
+
+_autocommit: tuple[Engine, Engine] | None = None  # (the engine, its autocommit view)
+
+
+def lone_read(statement: Any, parameters: Any = None) -> Row[Any] | None:
+    """The first row of one read run outside any transaction (autocommit): one round trip
+    instead of three (BEGIN, the read, COMMIT), for a look that decides whether there is work
+    at all. The pooled connection goes back to the pool in its usual mode."""
+    global _autocommit
+    base = get_engine()
+    if _autocommit is None or _autocommit[0] is not base:  # none yet, or the engine was rebuilt
+        _autocommit = (base, base.execution_options(isolation_level="AUTOCOMMIT"))
+    with _autocommit[1].connect() as conn:
+        return conn.execute(statement, parameters).first()
 
 
 def dialect_name(executor: Any) -> str:

@@ -14,7 +14,7 @@ from cloudevents.http import CloudEvent
 from sqlalchemy import bindparam, select
 
 from call_downloader.audio.probe import InvalidAudio, probe_file
-from call_downloader.db.engine import transaction
+from call_downloader.db.engine import lone_read, transaction
 from call_downloader.db.models import CallStatus, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
@@ -24,9 +24,9 @@ from call_downloader.pipeline.common import (
     CALLS,
     add_timeline,
     call_id_of,
+    claim_and_lock,
     claim_event,
     fail_call_row,
-    lock_call_row,
     traceparent_of,
     update_call,
 )
@@ -47,15 +47,16 @@ def handle(event: CloudEvent) -> None:
     call_id = call_id_of(event)
     event_id = str(event["id"])
     trace = traceparent_of(event)
-    # A look, not a lock: the second transaction decides. A redelivered event whose work was
-    # committed finds the call measured already (or its claim taken, below).
-    with transaction() as tx:
-        call = tx.execute(_status_query(), {"call_id_": call_id}).first()
-        if call is None or call.status != CallStatus.RECEIVED:
+    # A look, not a lock (and outside a transaction): the second transaction decides. A
+    # redelivered event whose work was committed finds the call measured already (or its
+    # claim taken, below).
+    call = lone_read(_status_query(), {"call_id_": call_id})
+    if call is None or call.status != CallStatus.RECEIVED:
+        with transaction() as tx:
             if claim_event(tx, CONSUMER, event_id):
                 note_skipped()  # gone or already measured
-            return
-        fmt = call.format
+        return
+    fmt = call.format
 
     started = utcnow()
     try:
@@ -67,9 +68,11 @@ def handle(event: CloudEvent) -> None:
     faults.point("analyze.after_probe_before_commit")
 
     with transaction() as tx:
-        if not claim_event(tx, CONSUMER, event_id):
+        claimed, call = claim_and_lock(
+            tx, CONSUMER, event_id, call_id, CALLS.c.status, CALLS.c.received_at, CALLS.c.ai_run
+        )
+        if not claimed:
             return
-        call = lock_call_row(tx, call_id, CALLS.c.status, CALLS.c.received_at, CALLS.c.ai_run)
         if call is None or call.status != CallStatus.RECEIVED:
             return
         if info is None:

@@ -36,6 +36,7 @@ from call_downloader.pipeline.common import (
     add_timeline,
     call_id_of,
     check_storable,
+    claim_and_lock,
     claim_event,
     fail_call_row,
     insert_statement,
@@ -249,9 +250,9 @@ def handle(event: CloudEvent) -> None:
         metrics.ai_request(outcome.kind, took_ms / 1000)
 
     with transaction() as tx:
-        if not claim_event(tx, CONSUMER, event_id):
+        claimed, call = claim_and_lock(tx, CONSUMER, event_id, call_id, *STORE_COLUMNS)
+        if not claimed:
             return
-        call = lock_call_row(tx, call_id, *STORE_COLUMNS)
         if (
             call is None
             or call.ai_run != run

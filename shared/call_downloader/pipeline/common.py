@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 from cloudevents.http import CloudEvent
-from sqlalchemy import Column, bindparam, insert, select, update
+from sqlalchemy import Column, bindparam, exists, insert, literal_column, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -82,6 +82,66 @@ def claim_event(tx: Any, consumer: str, event_id: str) -> bool:
     return bool(claimed)
 
 
+@cache
+def _claim_and_lock_query(columns: tuple[Any, ...]) -> Any:
+    # WITH claim AS (INSERT … ON CONFLICT DO NOTHING RETURNING …),
+    #      locked AS (SELECT … FROM calls WHERE id = … AND EXISTS (claim) FOR UPDATE)
+    # SELECT EXISTS (claim), locked.* FROM (one row) LEFT JOIN locked ON true
+    # The lock depends on the claim, so the claim runs first (as in two statements): a
+    # duplicate waits on the uncommitted key, then finds it taken and locks nothing.
+    claim = (
+        pg_insert(PROCESSED)
+        .values(
+            consumer=bindparam("consumer"),
+            event_id=bindparam("event_id"),
+            processed_at=bindparam("processed_at"),
+        )
+        .on_conflict_do_nothing()
+        .returning(PROCESSED.c.event_id)
+        .cte("claim")
+    )
+    claimed = exists(select(claim.c.event_id))
+    locked = (
+        select(CALLS.c.id.label("locked_id_"), *columns)
+        .where(CALLS.c.id == bindparam("call_id_"), claimed)
+        .with_for_update()
+        .cte("locked")
+    )
+    one_row = select(literal_column("1").label("one")).subquery("one_row")
+    return select(claimed.label("claimed_"), *locked.c).select_from(
+        one_row.outerjoin(locked, true())
+    )
+
+
+def claim_and_lock(
+    tx: Any, consumer: str, event_id: str, call_id: uuid.UUID, *columns: Column[Any]
+) -> tuple[bool, Any]:
+    """`claim_event`, then (when claimed) `lock_call_row`: (claimed, the row or None). On
+    PostgreSQL one statement instead of two."""
+    if not columns:
+        raise TypeError("claim_and_lock takes the columns to read")
+    _check_columns(columns)
+    if dialect_name(tx) != "postgresql":
+        if not claim_event(tx, consumer, event_id):
+            return False, None
+        return True, lock_call_row(tx, call_id, *columns)
+    row = tx.execute(
+        _claim_and_lock_query(columns),
+        {
+            "consumer": consumer,
+            "event_id": event_id,
+            "processed_at": utcnow(),
+            "call_id_": call_id,
+        },
+    ).first()
+    if not row.claimed_:
+        note_skipped()
+        return False, None
+    if row.locked_id_ is None:  # the outer join's NULLs: the call is gone
+        return True, None
+    return True, row
+
+
 def add_timeline(tx: Any, call_id: uuid.UUID, stage: str, event: str, **detail: Any) -> None:
     tx.execute(
         insert_statement(TIMELINE),
@@ -98,10 +158,14 @@ def insert_statement(table: Any) -> Any:
 def lock_call_row(tx: Any, call_id: uuid.UUID, *columns: Column[Any]) -> Any:
     """The call's row (all columns, or `columns`: the table's own Column objects, which key
     the statement cache) locked for this transaction; None if gone."""
+    _check_columns(columns)
+    return tx.execute(_lock_call_query(columns or (CALLS,)), {"call_id_": call_id}).first()
+
+
+def _check_columns(columns: tuple[Any, ...]) -> None:
     if not all(isinstance(c, Column) and c.table is CALLS for c in columns):
         # A fresh expression per call would add a cache entry per call.
         raise TypeError("lock_call_row takes columns of the calls table")
-    return tx.execute(_lock_call_query(columns or (CALLS,)), {"call_id_": call_id}).first()
 
 
 def update_call(tx: Any, call_id: uuid.UUID, **values: Any) -> None:
