@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/call_downloader"
+    # Statements prepared at first use and planned once per connection (a generic plan). Off
+    # behind a pooler that refuses startup options or prepared statements (PgBouncer in
+    # transaction mode): statements are then sent unprepared, planned each time.
+    database_generic_plans: bool = True
     redis_url: str = "redis://127.0.0.1:6379/0"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     # "rabbitmq", or "database" (embedded mode: the queues are rows of the database).

@@ -65,10 +65,21 @@ def test_a_lone_read_runs_outside_a_transaction_and_leaves_the_pool_transactiona
 
     table = ProcessedEvent.__table__
     query = select(table.c.event_id).where(table.c.event_id == bindparam("event_id"))
-    assert lone_read(query, {"event_id": "nope"}) is None
-    # Its own transaction (autocommit): the transaction began with this very statement. After
-    # a BEGIN of its own, now() would be the BEGIN's time, earlier than the statement's.
-    assert lone_read(text("SELECT now() = statement_timestamp()")) == (True,)
+    autocommit: list[bool] = []
+
+    def note(conn: Any, *_args: Any) -> None:
+        autocommit.append(conn.connection.driver_connection.autocommit)
+
+    event.listen(get_engine(), "before_cursor_execute", note)
+    try:
+        assert lone_read(query, {"event_id": "nope"}) is None
+        # psycopg in autocommit sends no BEGIN (and no COMMIT): the read is its own transaction.
+        assert autocommit == [True]
+        with transaction() as tx:
+            tx.execute(query, {"event_id": "nope"})
+        assert autocommit == [True, False]
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", note)
     assert get_engine().pool.checkedin() >= 1
     # The connection is back in the pool in transactional mode: a transaction that fails
     # after a write leaves nothing behind.
@@ -82,5 +93,28 @@ def test_a_lone_read_runs_outside_a_transaction_and_leaves_the_pool_transactiona
     assert lone_read(query, {"event_id": "rolled-back"}) is None
     with transaction() as tx:
         tx.execute(table.insert(), {**row, "event_id": "kept"})
-        assert tx.execute(text("SELECT now() = statement_timestamp()")).scalar() is False
     assert lone_read(query, {"event_id": "kept"}) == ("kept",)
+
+
+def test_statements_are_prepared_at_first_use_with_generic_plans(database_url):
+    engine = build_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_generic_plan"
+            assert conn.connection.driver_connection.prepare_threshold == 0
+    finally:
+        engine.dispose()
+
+
+def test_generic_plans_can_be_switched_off_for_a_pooler(database_url, monkeypatch):
+    from call_downloader.config import reset_settings
+
+    monkeypatch.setenv("DATABASE_GENERIC_PLANS", "false")
+    reset_settings()
+    engine = build_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
+            assert conn.connection.driver_connection.prepare_threshold == 5  # psycopg's own
+    finally:
+        engine.dispose()
