@@ -143,3 +143,46 @@ def test_dispatcher_invokes_acks_retries_and_dead_letters(broker):
             assert headers.get(ATTEMPT_HEADER) == 1
     assert ids == {str(bad.id)}
     assert queue_depth(broker.queue("analyze-duration")) == 0
+
+
+def test_relay_rounds_of_any_size_run_the_same_statements(broker):
+    """One UPDATE whatever the round's size (`= ANY(array)` on PostgreSQL): an IN list would
+    be a new statement per size, each prepared anew on each pooled connection."""
+    from sqlalchemy import event, select
+
+    from call_downloader.db.engine import get_engine
+
+    def add(n: int) -> None:
+        with unit_of_work() as session:
+            for _ in range(n):
+                call_id = uuid.uuid4()
+                outbox.add_event(session, ev.CALL_RECEIVED, call_id, {"call_id": str(call_id)})
+
+    def sql_of_round() -> list[str]:
+        sent: list[str] = []
+
+        def note(_conn, _cursor, statement, *_args) -> None:
+            sent.append(statement)
+
+        event.listen(get_engine(), "before_cursor_execute", note)
+        try:
+            published.append(publish_due(publisher, broker))
+        finally:
+            event.remove(get_engine(), "before_cursor_execute", note)
+        return sent
+
+    publisher = Publisher()
+    published: list[int] = []
+    try:
+        add(2)
+        first = sql_of_round()
+        add(5)
+        second = sql_of_round()
+    finally:
+        publisher.close()
+    assert published == [2, 5]
+    assert any(sql.startswith("UPDATE outbox") for sql in first)
+    assert first == second  # the SQL text sent, parameters aside
+    with unit_of_work() as session:
+        left = session.scalars(select(OutboxEvent.id).where(OutboxEvent.published_at.is_(None)))
+        assert list(left) == []

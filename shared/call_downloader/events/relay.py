@@ -16,7 +16,8 @@ from functools import cache
 from typing import Any
 
 import psycopg
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 
 from call_downloader.config import get_settings, sqlalchemy_url
@@ -56,22 +57,28 @@ def _due_query(batch: int) -> Any:
     )
 
 
-@cache
-def _mark_published_statement() -> Any:
-    table = OutboxEvent.__table__
-    return (
-        update(table)
-        .where(table.c.id.in_(bindparam("ids", expanding=True)))
-        .values(published_at=bindparam("now"))
-    )
+def _id_among(dialect: str) -> Any:
+    """`id` is one of the `ids` parameter's. On PostgreSQL `= ANY(array)`: one statement
+    whatever the batch's size (an IN list renders a statement per size, each prepared anew on
+    each connection)."""
+    id_ = OutboxEvent.__table__.c.id
+    if dialect == "postgresql":
+        return id_ == any_(bindparam("ids", type_=ARRAY(id_.type)))
+    return id_.in_(bindparam("ids", expanding=True))
 
 
 @cache
-def _mark_refused_statement() -> Any:
+def _mark_published_statement(dialect: str) -> Any:
+    table = OutboxEvent.__table__
+    return update(table).where(_id_among(dialect)).values(published_at=bindparam("now"))
+
+
+@cache
+def _mark_refused_statement(dialect: str) -> Any:
     table = OutboxEvent.__table__
     return (
         update(table)
-        .where(table.c.id.in_(bindparam("ids", expanding=True)))
+        .where(_id_among(dialect))
         .values(publish_attempts=table.c.publish_attempts + 1)
     )
 
@@ -100,9 +107,12 @@ def _publish_due(publisher: Publisher, topo: Topology, batch: int = 200) -> _Rou
             done = [row.id for row, ok in zip(rows, confirmed, strict=True) if ok]
             refused = [row.id for row, ok in zip(rows, confirmed, strict=True) if not ok]
             if done:
-                tx.execute(_mark_published_statement(), {"ids": done, "now": datetime.now(UTC)})
+                tx.execute(
+                    _mark_published_statement(tx.dialect_name),
+                    {"ids": done, "now": datetime.now(UTC)},
+                )
             if refused:
-                tx.execute(_mark_refused_statement(), {"ids": refused})
+                tx.execute(_mark_refused_statement(tx.dialect_name), {"ids": refused})
             for row, ok in zip(rows, confirmed, strict=True):
                 if ok:
                     metrics.outbox_published(row.type, row.available_at)
