@@ -50,9 +50,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/call_downloader"
-    # Statements prepared at first use and planned once per connection (a generic plan). Off
-    # behind a pooler that refuses startup options or prepared statements (PgBouncer in
-    # transaction mode): statements are then sent unprepared, planned each time.
+    # Statements prepared at first use; the hot path's planned once per connection (a generic
+    # plan, set per connection). Off behind a pooler that does not keep a client on one server
+    # connection or refuses prepared statements (PgBouncer in transaction mode).
     database_generic_plans: bool = True
     redis_url: str = "redis://127.0.0.1:6379/0"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"

@@ -67,8 +67,9 @@ def test_a_lone_read_runs_outside_a_transaction_and_leaves_the_pool_transactiona
     query = select(table.c.event_id).where(table.c.event_id == bindparam("event_id"))
     autocommit: list[bool] = []
 
-    def note(conn: Any, *_args: Any) -> None:
-        autocommit.append(conn.connection.driver_connection.autocommit)
+    def note(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("SET plan_cache_mode"):  # the hot path's, on first use
+            autocommit.append(conn.connection.driver_connection.autocommit)
 
     event.listen(get_engine(), "before_cursor_execute", note)
     try:
@@ -96,25 +97,59 @@ def test_a_lone_read_runs_outside_a_transaction_and_leaves_the_pool_transactiona
     assert lone_read(query, {"event_id": "kept"}) == ("kept",)
 
 
-def test_statements_are_prepared_at_first_use_with_generic_plans(database_url):
-    engine = build_engine(database_url)
+def _plan_mode_in_transaction() -> str:
+    from call_downloader.db.engine import transaction
+
+    with transaction() as tx:
+        return tx.execute(text("SHOW plan_cache_mode")).scalar()
+
+
+def _plan_mode_in_unit_of_work() -> str:
+    from call_downloader.db.engine import unit_of_work
+
+    with unit_of_work() as session:
+        return session.execute(text("SHOW plan_cache_mode")).scalar()
+
+
+def test_the_hot_path_plans_generically_and_operators_queries_do_not(database_url):
+    """One pooled connection (the pool hands out the one returned last) passed back and forth
+    between the hot path's transactions and operators' units of work."""
+    from call_downloader.db.engine import dispose_engine, get_engine, lone_read, transaction
+
+    dispose_engine()
     try:
-        with engine.connect() as conn:
-            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_generic_plan"
+        assert _plan_mode_in_transaction() == "force_generic_plan"
+        assert _plan_mode_in_transaction() == "force_generic_plan"
+        assert _plan_mode_in_unit_of_work() == "auto"
+        assert lone_read(text("SHOW plan_cache_mode")) == ("force_generic_plan",)
+        assert _plan_mode_in_unit_of_work() == "auto"
+        # A rollback undoes a SET made in its transaction: the next one sets it again.
+        try:
+            with transaction() as tx:
+                assert tx.execute(text("SHOW plan_cache_mode")).scalar() == "force_generic_plan"
+                raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+        assert _plan_mode_in_unit_of_work() == "auto"
+        assert _plan_mode_in_transaction() == "force_generic_plan"
+        assert get_engine().pool.checkedout() == 0
+        with get_engine().connect() as conn:
             assert conn.connection.driver_connection.prepare_threshold == 0
     finally:
-        engine.dispose()
+        dispose_engine()
 
 
 def test_generic_plans_can_be_switched_off_for_a_pooler(database_url, monkeypatch):
     from call_downloader.config import reset_settings
+    from call_downloader.db.engine import dispose_engine, get_engine
 
     monkeypatch.setenv("DATABASE_GENERIC_PLANS", "false")
     reset_settings()
-    engine = build_engine(database_url)
+    dispose_engine()
     try:
-        with engine.connect() as conn:
-            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "auto"
+        assert _plan_mode_in_transaction() == "auto"
+        assert _plan_mode_in_unit_of_work() == "auto"
+        with get_engine().connect() as conn:
             assert conn.connection.driver_connection.prepare_threshold == 5  # psycopg's own
     finally:
-        engine.dispose()
+        dispose_engine()

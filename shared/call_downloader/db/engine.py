@@ -59,12 +59,40 @@ def _plan_args() -> dict[str, Any]:
     """Planning was ~40 % of PostgreSQL's time per statement in the pipeline bench
     (pg_stat_statements: as many plans as executions): psycopg prepares a statement at its
     fifth execution on a connection, PostgreSQL then plans it anew for five more, and 48
-    pooled connections each had to get there. The hot path's statements are a fixed set of
-    key lookups and inserts, built once: prepared at first use, one generic plan each per
-    connection. DATABASE_GENERIC_PLANS=false leaves both to the defaults."""
+    pooled connections each had to get there. Statements are prepared at first use; the hot
+    path asks for generic plans (`_plan_mode`). DATABASE_GENERIC_PLANS=false: both defaults."""
     if not get_settings().database_generic_plans:
         return {}
-    return {"prepare_threshold": 0, "options": "-c plan_cache_mode=force_generic_plan"}
+    return {"prepare_threshold": 0}
+
+
+_PLAN_MODE = "calldl_plan_cache_mode"  # the pooled connection's plan_cache_mode, as last set
+GENERIC_PLANS = "force_generic_plan"  # the hot path: a fixed set of key lookups and inserts
+CUSTOM_PLANS = "auto"  # PostgreSQL's default: operators' queries, whose filters are skewed
+
+
+def _plan_mode(conn: Connection, mode: str) -> dict[str, Any] | None:
+    """Put the connection's `plan_cache_mode` to `mode` unless it is there already: one SET,
+    only when a connection passes between the hot path and an operator's query. A generic
+    plan per statement and connection spares the hot path its planning; an operator's list
+    of failed calls keeps its custom plan (a generic one may scan all calls for the rare
+    status). Returns the pooled connection's info when it ran a SET, which a rollback undoes:
+    the caller then marks the setting unknown (`_forget_plan_mode`)."""
+    if conn.dialect.name != "postgresql" or not get_settings().database_generic_plans:
+        return None
+    info = conn.info  # the pooled connection's: kept across checkouts, cleared on reconnect
+    if info.get(_PLAN_MODE, CUSTOM_PLANS) == mode:
+        return None
+    conn.exec_driver_sql(f"SET plan_cache_mode = {mode}")
+    info[_PLAN_MODE] = mode
+    return info
+
+
+def _forget_plan_mode(info: dict[str, Any] | None) -> None:
+    """After a rollback (or a failed commit) the server's setting is unknown: set anew next
+    time."""
+    if info is not None:
+        info[_PLAN_MODE] = "unknown"
 
 
 def _drop_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -151,9 +179,15 @@ class Transaction:
 def transaction() -> Iterator[Transaction]:
     """One Core transaction: commit on success, roll back on any exception (which propagates);
     then the `after_commit` work, whose failures never undo what committed."""
-    with get_engine().begin() as conn:
-        tx = Transaction(conn)
-        yield tx
+    switched = None
+    try:
+        with get_engine().begin() as conn:
+            switched = _plan_mode(conn, GENERIC_PLANS)
+            tx = Transaction(conn)
+            yield tx
+    except BaseException:
+        _forget_plan_mode(switched)
+        raise
     for fn in tx._after:
         try:
             fn()
@@ -173,6 +207,7 @@ def lone_read(statement: Any, parameters: Any = None) -> Row[Any] | None:
     if _autocommit is None or _autocommit[0] is not base:  # none yet, or the engine was rebuilt
         _autocommit = (base, base.execution_options(isolation_level="AUTOCOMMIT"))
     with _autocommit[1].connect() as conn:
+        _plan_mode(conn, GENERIC_PLANS)  # in autocommit: it holds at once
         return conn.execute(statement, parameters).first()
 
 
@@ -187,10 +222,13 @@ def dialect_name(executor: Any) -> str:
 def unit_of_work() -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception (which propagates)."""
     session = get_sessionmaker()()
+    switched = None
     try:
+        switched = _plan_mode(session.connection(), CUSTOM_PLANS)
         yield session
         session.commit()
     except BaseException:
+        _forget_plan_mode(switched)
         session.rollback()
         raise
     finally:
