@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from cloudevents.http import CloudEvent
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, insert, select
 
 from call_downloader.ai.client import AiClient, AiOutcome
 from call_downloader.config import get_settings
@@ -141,14 +141,23 @@ def _trace_query() -> Any:
 def _add_timeline_entries(
     tx: Any, call_id: uuid.UUID, *entries: tuple[str, dict[str, Any]]
 ) -> None:
-    """Several timeline entries of this stage in one executemany (batched by psycopg), timed
-    in their order."""
-    tx.execute(
-        insert_statement(TIMELINE),
-        [
-            {"call_id": call_id, "stage": STAGE, "event": event, "detail": detail, "at": utcnow()}
-            for event, detail in entries
-        ],
+    """Several timeline entries of this stage in one INSERT (one statement, where an
+    executemany runs one per row), timed in their order."""
+    params: dict[str, Any] = {}
+    for i, (event, detail) in enumerate(entries):
+        params.update(
+            {f"call_id_{i}": call_id, f"stage_{i}": STAGE, f"event_{i}": event}
+            | {f"detail_{i}": detail, f"at_{i}": utcnow()}
+        )
+    tx.execute(_timeline_rows_statement(len(entries)), params)
+
+
+@cache
+def _timeline_rows_statement(rows: int) -> Any:
+    """INSERT INTO timeline … VALUES (…), (…): `rows` rows, parameters `<column>_<row>`."""
+    columns = ("call_id", "stage", "event", "detail", "at")
+    return insert(TIMELINE).values(
+        [{c: bindparam(f"{c}_{i}", type_=TIMELINE.c[c].type) for c in columns} for i in range(rows)]
     )
 
 
