@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 PYTHON = sys.executable
-ARTIFACTS = ROOT / "test-artifacts" / "bench"
+# BENCH_ARTIFACTS: elsewhere (the smoke test writes its results into its own temporary folder).
+ARTIFACTS = Path(os.environ.get("BENCH_ARTIFACTS") or ROOT / "test-artifacts" / "bench")
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
