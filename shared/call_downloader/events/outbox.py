@@ -7,6 +7,7 @@ committed rows. A row whose `available_at` lies ahead is a scheduled event (retr
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -16,7 +17,7 @@ from sqlalchemy import bindparam, delete, func, insert, literal, select
 
 from call_downloader.config import get_settings
 from call_downloader.db.engine import dialect_name
-from call_downloader.db.models import OutboxEvent
+from call_downloader.db.models import OutboxEvent, TimelineEntry
 from call_downloader.events import types as ev
 
 
@@ -35,17 +36,49 @@ _COLUMNS = ("id", "type", "subject", "data", "traceparent", "created_at", "avail
 
 
 @cache
-def _insert_and_notify_statement() -> Any:
+def _insert_and_notify_statement(timeline_entries: int = 0) -> Any:
     """PostgreSQL: the INSERT and the NOTIFY that wakes the relay, as one statement (one round
-    trip and one execution per event instead of two)."""
+    trip and one execution per event instead of two); with `timeline_entries` rows of the
+    timeline inserted by the same statement (parameters `timeline_<column>_<row>`)."""
     table = OutboxEvent.__table__
     inserted = (
         insert(table)
-        .values({name: bindparam(name, type_=table.c[name].type) for name in _COLUMNS})
+        # Parameters `event_<column>`: a name of the event's columns (`id`) given to the
+        # statement would also be taken as a value for the timeline's own column.
+        .values({name: bindparam(f"event_{name}", type_=table.c[name].type) for name in _COLUMNS})
         .returning(table.c.id)
         .cte("inserted")
     )
-    return select(func.pg_notify(bindparam("channel"), literal(""))).select_from(inserted)
+    statement = select(func.pg_notify(bindparam("channel"), literal(""))).select_from(inserted)
+    if timeline_entries:
+        # A data-modifying WITH runs once, to completion, whether the query reads it or not.
+        statement = statement.add_cte(_timeline_rows(timeline_entries).cte("timeline_entries"))
+    return statement
+
+
+@cache
+def _timeline_statement(rows: int) -> Any:
+    return _timeline_rows(rows)
+
+
+_TIMELINE_COLUMNS = ("call_id", "stage", "event", "detail", "at")
+
+
+def _timeline_rows(rows: int) -> Any:
+    """INSERT INTO timeline … VALUES (…), …: `rows` rows."""
+    table = TimelineEntry.__table__
+    return insert(table).values(
+        [
+            {c: bindparam(f"timeline_{c}_{i}", type_=table.c[c].type) for c in _TIMELINE_COLUMNS}
+            for i in range(rows)
+        ]
+    )
+
+
+def _timeline_params(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        f"timeline_{c}_{i}": entry[c] for i, entry in enumerate(entries) for c in _TIMELINE_COLUMNS
+    }
 
 
 @dataclass(frozen=True)
@@ -61,9 +94,12 @@ def add_event(
     *,
     delay_seconds: float = 0.0,
     traceparent: str | None = None,
+    timeline: Sequence[dict[str, Any]] = (),
 ) -> AddedEvent:
     """Insert the event in the caller's transaction (`executor`: a `db.engine.Transaction` or an
-    ORM Session; a plain INSERT either way, without ORM bookkeeping)."""
+    ORM Session; a plain INSERT either way, without ORM bookkeeping). `timeline`: the call's
+    timeline entries that go with the event (rows with call_id, stage, event, detail, at),
+    inserted by the same statement where it can (PostgreSQL, an event due now)."""
     now = datetime.now(UTC)
     event_id = uuid.uuid4()
     row = {
@@ -81,9 +117,14 @@ def add_event(
         # Wakes the relay at commit (NOTIFY is transactional); polling remains the fallback,
         # and is soon enough for an event due later than the next poll anyway.
         executor.execute(
-            _insert_and_notify_statement(), {**row, "channel": notify_channel()}
+            _insert_and_notify_statement(len(timeline)),
+            {f"event_{name}": value for name, value in row.items()}
+            | {"channel": notify_channel()}
+            | _timeline_params(timeline),
         ).close()
     else:
+        if timeline:
+            executor.execute(_timeline_statement(len(timeline)), _timeline_params(timeline))
         executor.execute(_insert_statement(), row)
     return AddedEvent(event_id)
 

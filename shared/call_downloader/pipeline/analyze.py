@@ -22,11 +22,11 @@ from call_downloader.observability import metrics
 from call_downloader.observability.instrument import note_skipped, observe_event
 from call_downloader.pipeline.common import (
     CALLS,
-    add_timeline,
     call_id_of,
     claim_and_lock,
     claim_event,
     fail_call_row,
+    timeline_entry,
     traceparent_of,
     update_call,
 )
@@ -93,8 +93,7 @@ def handle(event: CloudEvent) -> None:
             analyzed_at=analyzed_at,
         )
         metrics.stage_reached(tx, "analyzed", call.received_at, analyzed_at, duration)
-        add_timeline(
-            tx,
+        analyzed = timeline_entry(
             call_id,
             "analyze-duration",
             "analyzed",
@@ -108,4 +107,5 @@ def handle(event: CloudEvent) -> None:
             call_id,
             {"call_id": str(call_id), "run": call.ai_run, "duration_seconds": duration},
             traceparent=trace,
+            timeline=[analyzed],
         )

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from cloudevents.http import CloudEvent
-from sqlalchemy import bindparam, exists, insert, select
+from sqlalchemy import bindparam, exists, select
 
 from call_downloader.ai.client import AiClient, AiOutcome
 from call_downloader.config import get_settings
@@ -32,7 +32,6 @@ from call_downloader.pipeline import ai_callback
 from call_downloader.pipeline.common import (
     CALLS,
     PROCESSED,
-    TIMELINE,
     add_timeline,
     call_id_of,
     check_storable,
@@ -41,6 +40,7 @@ from call_downloader.pipeline.common import (
     fail_call_row,
     insert_statement,
     lock_call_row,
+    timeline_entry,
     traceparent_of,
     update_call,
 )
@@ -138,29 +138,6 @@ def _trace_query() -> Any:
     )
 
 
-def _add_timeline_entries(
-    tx: Any, call_id: uuid.UUID, *entries: tuple[str, dict[str, Any]]
-) -> None:
-    """Several timeline entries of this stage in one INSERT (one statement, where an
-    executemany runs one per row), timed in their order."""
-    params: dict[str, Any] = {}
-    for i, (event, detail) in enumerate(entries):
-        params.update(
-            {f"call_id_{i}": call_id, f"stage_{i}": STAGE, f"event_{i}": event}
-            | {f"detail_{i}": detail, f"at_{i}": utcnow()}
-        )
-    tx.execute(_timeline_rows_statement(len(entries)), params)
-
-
-@cache
-def _timeline_rows_statement(rows: int) -> Any:
-    """INSERT INTO timeline … VALUES (…), (…): `rows` rows, parameters `<column>_<row>`."""
-    columns = ("call_id", "stage", "event", "detail", "at")
-    return insert(TIMELINE).values(
-        [{c: bindparam(f"{c}_{i}", type_=TIMELINE.c[c].type) for c in columns} for i in range(rows)]
-    )
-
-
 def store_result(
     tx: Any,
     call_id: uuid.UUID,
@@ -194,15 +171,17 @@ def store_result(
         {"id": uuid.uuid4(), "call_id": call_id, "version": version, "result": result},
     )
     metrics.stage_reached(tx, "processed", call.received_at, processed_at, call.duration_seconds)
-    _add_timeline_entries(
-        tx, call_id, ("result_stored", {"version": version, "via": via}), next_entry
-    )
+    next_event, next_detail = next_entry
     outbox.add_event(
         tx,
         ev.CALL_PROCESSED,
         call_id,
         {"call_id": str(call_id), "result_version": version},
         traceparent=trace,
+        timeline=[
+            timeline_entry(call_id, STAGE, "result_stored", version=version, via=via),
+            timeline_entry(call_id, STAGE, next_event, **next_detail),
+        ],
     )
 
 

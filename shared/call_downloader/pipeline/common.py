@@ -142,11 +142,14 @@ def claim_and_lock(
     return True, row
 
 
+def timeline_entry(call_id: uuid.UUID, stage: str, event: str, **detail: Any) -> dict[str, Any]:
+    """A timeline row, timed now: for `add_timeline`, or for `outbox.add_event(timeline=…)`,
+    which inserts it with the event (one statement on PostgreSQL)."""
+    return {"call_id": call_id, "stage": stage, "event": event, "detail": detail, "at": utcnow()}
+
+
 def add_timeline(tx: Any, call_id: uuid.UUID, stage: str, event: str, **detail: Any) -> None:
-    tx.execute(
-        insert_statement(TIMELINE),
-        {"call_id": call_id, "stage": stage, "event": event, "detail": detail, "at": utcnow()},
-    )
+    tx.execute(insert_statement(TIMELINE), timeline_entry(call_id, stage, event, **detail))
 
 
 @cache

@@ -44,7 +44,7 @@ from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
 from call_downloader.observability import context as obs_context
 from call_downloader.observability import metrics
-from call_downloader.pipeline.common import CALLS, TIMELINE, check_storable, load_json
+from call_downloader.pipeline.common import CALLS, check_storable, load_json
 from call_downloader.pipeline.views import call_json, created_call_json
 from call_downloader.security.identity import Identity
 from call_downloader.storage import audio as audio_store
@@ -64,7 +64,6 @@ _PRINTABLE_ID = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
 
 # Statements built once: a statement object computes its cache key once.
 _INSERT_CALL = insert(CALLS)
-_INSERT_TIMELINE = insert(TIMELINE)
 
 
 def _too_large(limit: int) -> ApiError:
@@ -576,13 +575,13 @@ def _store_call(
         "detail": {"size_bytes": sink.size, "format": sink.format, "origin": req.origin},
         "at": utcnow(),
     }
-    tx.execute(_INSERT_TIMELINE, received)
     outbox.add_event(
         tx,
         ev.CALL_RECEIVED,
         call.id,
         {"call_id": str(call.id), "format": sink.format, "size_bytes": sink.size},
         traceparent=traceparent,
+        timeline=[received],
     )
     metrics.call_received(tx, sink.size, req.origin)
     return _Stored(call.id, created_call_json(call.values, [received]), sink.cached_bytes)
