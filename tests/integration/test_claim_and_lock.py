@@ -7,24 +7,14 @@ import threading
 import uuid
 
 import pytest
+from call_rows import received_call
 from sqlalchemy import text
 
-from call_downloader.db.engine import get_engine, transaction, unit_of_work
-from call_downloader.db.models import Call, ProcessedEvent
+from call_downloader.db.engine import get_engine, transaction
+from call_downloader.db.models import ProcessedEvent
 from call_downloader.pipeline import common
 
 COLUMNS = (common.CALLS.c.status, common.CALLS.c.ai_run)
-
-
-def _call() -> uuid.UUID:
-    from call_downloader.security.users import create_user
-
-    with unit_of_work() as session:
-        source = create_user(session, f"src-{uuid.uuid4().hex[:8]}", "source")
-        session.flush()
-        call = Call(id=uuid.uuid4(), source_id=source.id, status="received")
-        session.add(call)
-        return call.id
 
 
 def _claims(event_id: str) -> int:
@@ -35,7 +25,7 @@ def _claims(event_id: str) -> int:
 
 
 def test_a_first_claim_returns_the_locked_row(db):
-    call_id = _call()
+    call_id = received_call()
     with transaction() as tx:
         claimed, row = common.claim_and_lock(tx, "stage", "ev-1", call_id, *COLUMNS)
         assert claimed
@@ -50,7 +40,7 @@ def test_a_first_claim_returns_the_locked_row(db):
 
 
 def test_an_event_claimed_already_is_skipped_and_locks_nothing(db):
-    call_id = _call()
+    call_id = received_call()
     with transaction() as tx:
         assert common.claim_and_lock(tx, "stage", "ev-2", call_id, *COLUMNS)[0]
     with transaction() as tx:
@@ -73,7 +63,7 @@ def test_a_call_that_is_gone_is_claimed_without_a_row(db):
 
 
 def test_a_concurrent_duplicate_waits_for_the_first_and_then_skips(db):
-    call_id = _call()
+    call_id = received_call()
     started, outcome = threading.Event(), {}
 
     def duplicate() -> None:

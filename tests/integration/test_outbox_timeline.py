@@ -6,24 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from call_rows import received_call
 from sqlalchemy import event, select, text
 
 from call_downloader.db.engine import get_engine, transaction, unit_of_work
-from call_downloader.db.models import Call, OutboxEvent, TimelineEntry
+from call_downloader.db.models import OutboxEvent, TimelineEntry
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.pipeline.common import timeline_entry
-
-
-def _call() -> uuid.UUID:
-    from call_downloader.security.users import create_user
-
-    with unit_of_work() as session:
-        source = create_user(session, f"src-{uuid.uuid4().hex[:8]}", "source")
-        session.flush()
-        call = Call(id=uuid.uuid4(), source_id=source.id, status="received")
-        session.add(call)
-        return call.id
 
 
 def _sent_while(fn: Any) -> list[str]:
@@ -52,7 +42,7 @@ def _timeline(call_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_entries_and_event_are_one_statement(db):
-    call_id = _call()
+    call_id = received_call()
     added: list[Any] = []
 
     def add() -> None:
@@ -83,7 +73,7 @@ def test_entries_and_event_are_one_statement(db):
 
 
 def test_a_scheduled_event_inserts_its_entries_beside_it(db):
-    call_id = _call()
+    call_id = received_call()
 
     def add() -> None:
         with transaction() as tx:
@@ -102,7 +92,7 @@ def test_a_scheduled_event_inserts_its_entries_beside_it(db):
 
 
 def test_a_failed_transaction_keeps_neither(db):
-    call_id = _call()
+    call_id = received_call()
     try:
         with transaction() as tx:
             outbox.add_event(
