@@ -56,16 +56,13 @@ def _insert_and_notify_statement(timeline_entries: int = 0) -> Any:
     return statement
 
 
-@cache
-def _timeline_statement(rows: int) -> Any:
-    return _timeline_rows(rows)
-
-
 _TIMELINE_COLUMNS = ("call_id", "stage", "event", "detail", "at")
 
 
+@cache
 def _timeline_rows(rows: int) -> Any:
-    """INSERT INTO timeline … VALUES (…), …: `rows` rows."""
+    """INSERT INTO timeline … VALUES (…), …: `rows` rows (alone, or as a CTE of the event's
+    statement: `.cte()` makes a new object and leaves this one as it is)."""
     table = TimelineEntry.__table__
     return insert(table).values(
         [
@@ -124,7 +121,7 @@ def add_event(
         ).close()
     else:
         if timeline:
-            executor.execute(_timeline_statement(len(timeline)), _timeline_params(timeline))
+            executor.execute(_timeline_rows(len(timeline)), _timeline_params(timeline))
         executor.execute(_insert_statement(), row)
     return AddedEvent(event_id)
 
