@@ -41,16 +41,14 @@ def statements_of(fn: Callable[[], Any]) -> list[Executed]:
     return executed
 
 
-def _counts(statement: Any) -> bool:
-    return "audio_chunks" not in str(statement)  # the audio read: storage's own statements
-
-
 def built_anew(first: list[Executed], second: list[Executed]) -> list[str]:
-    """The statements of `second` (the audio read aside), as SQL text, that are not objects
-    `first` executed already, or that SQLAlchemy compiled again."""
+    """The statements of `second`, as SQL text, that SQLAlchemy compiled again, or that are
+    not objects `first` executed already (the audio read aside: storage builds its cacheable
+    statement per chunk)."""
     seen = {id(e.statement) for e in first}
     return [
         str(e.statement)
         for e in second
-        if _counts(e.statement) and (id(e.statement) not in seen or e.compiled_anew)
+        if e.compiled_anew
+        or (id(e.statement) not in seen and "audio_chunks" not in str(e.statement))
     ]
