@@ -44,7 +44,7 @@ from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
 from call_downloader.observability import context as obs_context
 from call_downloader.observability import metrics
-from call_downloader.pipeline.common import CALLS, check_storable, load_json
+from call_downloader.pipeline.common import CALLS, check_storable, load_json, timeline_entry
 from call_downloader.pipeline.views import call_json, created_call_json
 from call_downloader.security.identity import Identity
 from call_downloader.storage import audio as audio_store
@@ -568,13 +568,9 @@ def _store_call(
     if call.inserted:
         tx.execute(update(CALLS).where(CALLS.c.id == call.id).values(**final))
     sink.close()  # inserts the row first when no chunk was written yet
-    received: dict[str, Any] = {
-        "call_id": call.id,
-        "stage": "ingest",
-        "event": "received",
-        "detail": {"size_bytes": sink.size, "format": sink.format, "origin": req.origin},
-        "at": utcnow(),
-    }
+    received = timeline_entry(
+        call.id, "ingest", "received", size_bytes=sink.size, format=sink.format, origin=req.origin
+    )
     outbox.add_event(
         tx,
         ev.CALL_RECEIVED,
