@@ -3,29 +3,26 @@ real PostgreSQL (fixture `db`): what it costs per event."""
 
 from __future__ import annotations
 
-import struct
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+from audio_fixtures import ffmpeg_duration, make_fixture
+
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "functions" / "calls"))  # calls_helpers
 
 
-def wav(seconds: float, rate: int = 8000) -> bytes:
-    data_len = int(seconds * rate) * 2
-    header = b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVE"
-    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
-    header += b"data" + struct.pack("<I", data_len)
-    return header + bytes(data_len)
+RECORDING = "wav_pcm16_8k"  # 9.304375 s (ffprobe)
 
 
 def received_call() -> uuid.UUID:
     from calls_helpers import make_call, make_user
 
     source = make_user(f"src-{uuid.uuid4().hex[:8]}", "source")
-    return make_call(source, status="received", audio=wav(1.5), fmt="wav", duration=None)
+    audio = make_fixture(RECORDING).read_bytes()
+    return make_call(source, status="received", audio=audio, fmt="wav", duration=None)
 
 
 def received_event(call_id: uuid.UUID) -> Any:
@@ -66,4 +63,5 @@ def test_a_second_event_runs_the_same_statements_compiled_already(db):
 
     assert len(second) >= 3  # the look, the claim and lock, the update, the event
     assert built_anew(first, second) == []
-    assert [status_and_duration(c) for c in calls] == [("analyzed", 1.5)] * 2
+    duration = round(ffmpeg_duration(make_fixture(RECORDING)), 3)
+    assert [status_and_duration(c) for c in calls] == [("analyzed", duration)] * 2
