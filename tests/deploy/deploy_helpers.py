@@ -4,10 +4,18 @@ tools, reading YAML through the tools' own Python. Fixtures are in conftest.py."
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import secrets
+import shlex
+import socket
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,3 +203,89 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 def last_stage(instrs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     starts = [i for i, (word, _) in enumerate(instrs) if word == "FROM"]
     return instrs[starts[-1] :]
+
+
+# -- a function started as its image starts it ----------------------------------------------
+
+# The environment running the tests has the library and functions-framework installed.
+VENV_BIN = Path(sys.executable).parent
+START_TIMEOUT = 90  # seconds: an upper bound for start-up, not a performance assertion
+
+
+def image_command(name: str) -> tuple[list[str], dict[str, str]]:
+    """The CMD and the ENV of functions/<name>/Dockerfile's runtime stage."""
+    runtime = last_stage(instructions(ROOT / "functions" / name / "Dockerfile"))
+    cmd = json.loads(next(args for word, args in runtime if word == "CMD"))
+    env: dict[str, str] = {}
+    for word, args in runtime:
+        if word == "ENV":
+            for pair in shlex.split(args):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return cmd, env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # loopback only
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@contextlib.contextmanager
+def serving_function(name: str, tmp_path: Path, **env_overrides: str) -> Iterator[str]:
+    """Run functions/<name> with its image's command line and environment (the test
+    settings of tests/conftest.py, `env_overrides` on top) until /healthz answers; yields
+    its base URL and stops it afterwards."""
+    cmd, image_env = image_command(name)
+    port = free_port()
+    (tmp_path / "prometheus").mkdir(exist_ok=True)
+    env = {
+        **os.environ,  # the test settings (tests/conftest.py): test database, namespace
+        **{k: v for k, v in image_env.items() if k not in ("PATH", "DATA_DIR")},
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATA_DIR": str(tmp_path / "data"),
+        # The image's multiprocess metrics folder, but private to this test.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+        **env_overrides,
+    }
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT / "functions" / name, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"`{' '.join(cmd)}` exited with {proc.returncode}:\n"
+                    f"{log.read_text(errors='replace')[-3000:]}"
+                )
+            try:
+                http_get(f"{base}/healthz")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{name} did not listen on {port}:\n{log.read_text()[-3000:]}"
+                    ) from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -12,6 +12,7 @@ from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import OutboxEvent
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
+from call_downloader.events.answers import Answer
 from call_downloader.events.broker import Publisher, connect
 from call_downloader.events.dispatcher import ATTEMPT_HEADER, Dispatcher
 from call_downloader.events.relay import Relay, publish_due
@@ -106,11 +107,20 @@ def test_dispatcher_invokes_acks_retries_and_dead_letters(broker):
                 raise RuntimeError("transient")
             if data.get("mode") == "always":
                 raise RuntimeError("keeps failing")
+            # Answers as a function over HTTP gives them (events.answers).
+            if data.get("mode") == "refused":
+                return Answer(400, "malformed event")
+            if data.get("mode") == "busy" and failures.get(event["id"], 0) < 1:
+                failures[event["id"]] = 1
+                return Answer(429, "throttled", retry_after=1)
+            return None
 
     with unit_of_work() as session:
         ok = outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"mode": "ok"})
         flaky = outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"mode": "flaky"})
         bad = outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"mode": "always"})
+        refused = outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"mode": "refused"})
+        busy = outbox.add_event(session, ev.CALL_RECEIVED, uuid.uuid4(), {"mode": "busy"})
     # A poison message that is not a CloudEvent at all.
     poison_pub = Publisher()
     poison_pub.publish(broker.exchange, ev.CALL_RECEIVED, b"not json")
@@ -123,25 +133,28 @@ def test_dispatcher_invokes_acks_retries_and_dead_letters(broker):
     dispatcher.start()
     try:
         dlq = broker.dead_letter_queue("analyze-duration")
-        wait_until(lambda: queue_depth(dlq) == 2, timeout=30)
+        wait_until(lambda: queue_depth(dlq) == 3, timeout=30)
         wait_until(lambda: seen.count(str(flaky.id)) == 2)
+        wait_until(lambda: seen.count(str(busy.id)) == 2)
     finally:
         dispatcher.stop()
         relay.stop()
         relay_thread.join(5)
     assert seen.count(str(ok.id)) == 1
     assert seen.count(str(bad.id)) == 2  # max_attempts
+    assert seen.count(str(refused.id)) == 1  # a 400 is never retried
     bodies = []
     while queue_depth(dlq):
         props, body = get_one(dlq)
         bodies.append((props.headers or {}, body))
-    ids = set()
+    ids, attempts = set(), []
     for headers, body in bodies:
         assert headers.get("x-cd-dead-letter-reason")
         if body != b"not json":
             ids.add(ev.parse_structured(body)["id"])
-            assert headers.get(ATTEMPT_HEADER) == 1
-    assert ids == {str(bad.id)}
+            attempts.append(headers.get(ATTEMPT_HEADER))
+    assert ids == {str(bad.id), str(refused.id)}
+    assert sorted(attempts, key=str) == [1, None]  # the 400 went there from its first try
     assert queue_depth(broker.queue("analyze-duration")) == 0
 
 

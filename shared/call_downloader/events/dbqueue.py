@@ -22,8 +22,9 @@ from call_downloader.config import get_settings
 from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import QueueMessage
 from call_downloader.events import types as ev
+from call_downloader.events.answers import disposition
 from call_downloader.events.broker import RETRY_TIERS_SECONDS, SUBSCRIPTIONS
-from call_downloader.events.dispatcher import Invoker
+from call_downloader.events.dispatcher import Invoker, invoke
 from call_downloader.observability.context import bind, in_scope
 from call_downloader.observability.instrument import dispatched, event_fields
 
@@ -190,40 +191,41 @@ class DatabaseDispatcher:
         started, event = time.monotonic(), None
         try:
             event = ev.parse_structured(body)
-            bind(function=function, **event_fields(event))  # this message's log lines
-            self.invokers[function](event)
         except ev.MalformedEvent as exc:
             self._dead_letter(message_id, f"malformed: {exc}")
-            dispatched(function, event["type"] if event is not None else None, "poison")
+            dispatched(function, None, "poison")
             return
-        except Exception as exc:
-            attempt = attempts + 1
-            log.warning(
-                "%s failed on queued message %s (attempt %d): %r",
-                function,
-                message_id,
-                attempt,
-                exc,
+        bind(function=function, **event_fields(event))  # this message's log lines
+        answer = invoke(self.invokers[function], event)
+        attempt = attempts + 1
+        outcome = disposition(answer, attempt, self.max_attempts)
+        dispatched(function, event["type"], outcome, time.monotonic() - started)
+        if outcome == "ok":
+            with unit_of_work() as session:  # the ack
+                session.execute(delete(QueueMessage).where(QueueMessage.id == message_id))
+            return
+        log.warning(
+            "%s did not handle queued message %s (attempt %d): %d %s",
+            function,
+            message_id,
+            attempt,
+            answer.status,
+            answer.reason,
+        )
+        if outcome != "retry":
+            self._dead_letter(message_id, f"{answer.status} {answer.reason}"[:500])
+            return
+        delay = max(retry_delay(attempt), answer.retry_after or 0)
+        with unit_of_work() as session:
+            session.execute(
+                update(QueueMessage)
+                .where(QueueMessage.id == message_id)
+                .values(
+                    attempts=attempt,
+                    claimed_until=None,
+                    available_at=_now() + timedelta(seconds=delay),
+                )
             )
-            outcome = "dead_letter" if attempt >= self.max_attempts else "retry"
-            dispatched(function, event["type"], outcome, time.monotonic() - started)
-            if attempt >= self.max_attempts:
-                self._dead_letter(message_id, repr(exc)[:500])
-            else:
-                with unit_of_work() as session:
-                    session.execute(
-                        update(QueueMessage)
-                        .where(QueueMessage.id == message_id)
-                        .values(
-                            attempts=attempt,
-                            claimed_until=None,
-                            available_at=_now() + timedelta(seconds=retry_delay(attempt)),
-                        )
-                    )
-            return
-        with unit_of_work() as session:  # the ack
-            session.execute(delete(QueueMessage).where(QueueMessage.id == message_id))
-        dispatched(function, event["type"], "ok", time.monotonic() - started)
 
     @staticmethod
     def _dead_letter(message_id: int, why: str) -> None:

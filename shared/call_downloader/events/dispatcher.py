@@ -1,10 +1,12 @@
 """The dispatcher: the local counterpart of a Knative RabbitMQ trigger.
 
 It consumes a function's queue, invokes the function with the CloudEvent (in-process, or over
-HTTP in binary mode when the function runs in its own container) and acks only after the
-function returned. A function that raises is retried through the delay tiers; after
-`DISPATCHER_MAX_ATTEMPTS` (or at once for a malformed event) the message goes to the
-function's dead-letter queue. Handlers are idempotent, so a redelivery is harmless.
+HTTP in binary mode when the function runs in its own container) and acts on its answer as
+the table of `events.answers` says, like the Knative RabbitmqSource: a 2xx is acked; a
+retriable answer (503, 429, ...; an exception in-process, or no answer at all) is retried
+through the delay tiers, no sooner than its Retry-After, and after `DISPATCHER_MAX_ATTEMPTS`
+goes to the function's dead-letter queue; any other answer (400: malformed) goes there at
+once. Handlers are idempotent, so a redelivery is harmless.
 """
 
 from __future__ import annotations
@@ -26,14 +28,29 @@ from cloudevents.http import CloudEvent
 
 from call_downloader.config import get_settings
 from call_downloader.events import types as ev
-from call_downloader.events.broker import Publisher, Topology, connect, topology
+from call_downloader.events.answers import (
+    Answer,
+    answer_for,
+    answer_from_http,
+    disposition,
+    unreachable,
+)
+from call_downloader.events.broker import (
+    RETRY_TIERS_SECONDS,
+    Publisher,
+    Topology,
+    connect,
+    topology,
+)
 from call_downloader.observability.context import bind, in_scope
 from call_downloader.observability.instrument import dispatched, event_fields
 from call_downloader.testing import faults
 
 log = logging.getLogger(__name__)
 
-Invoker = Callable[[CloudEvent], None]
+# Calls a function with an event: returns its Answer (or None: handled), or raises (the
+# function's own failure, answered through `answers.answer_for`).
+Invoker = Callable[[CloudEvent], "Answer | None"]
 ATTEMPT_HEADER = "x-cd-attempt"
 
 # Folder and target of each CloudEvent function (functions/<folder>/main.py).
@@ -73,13 +90,36 @@ def in_process_invoker(function: str) -> Invoker:
 def http_invoker(url: str, timeout: float = 600.0) -> Invoker:
     client = httpx.Client(timeout=timeout)
 
-    def invoke(event: CloudEvent) -> None:
+    def invoke(event: CloudEvent) -> Answer:
         headers, body = to_binary(event)
-        response = client.post(url, headers=headers, content=body)
+        try:
+            response = client.post(url, headers=headers, content=body)
+        except httpx.TransportError as exc:
+            return unreachable(exc)
+        reason = ""
         if response.status_code // 100 != 2:
-            raise RuntimeError(f"function answered {response.status_code}")
+            reason = f"function answered {response.status_code}: {response.text[:300]}"
+        return answer_from_http(response.status_code, response.headers.get("retry-after"), reason)
 
     return invoke
+
+
+def invoke(invoker: Invoker, event: CloudEvent) -> Answer:
+    """The function's answer to `event`, however it is called."""
+    try:
+        answer = invoker(event)
+    except Exception as exc:
+        return answer_for(exc)
+    return answer if isinstance(answer, Answer) else answer_for(None)
+
+
+def retry_tier(topo: Topology, attempt: int, retry_after: int | None) -> int:
+    """The delay tier of retry number `attempt`, at least the answer's Retry-After."""
+    tier = topo.retry_tier(attempt)
+    if retry_after:
+        wanted = next((t for t in RETRY_TIERS_SECONDS if t >= retry_after), RETRY_TIERS_SECONDS[-1])
+        tier = max(tier, wanted)
+    return tier
 
 
 class Dispatcher:
@@ -194,33 +234,34 @@ class Dispatcher:
         bind(function=function, **event_fields(event))  # this message's log lines
         started = time.monotonic()
         faults.point("dispatcher.before_work")
-        try:
-            self.invokers[function](event)
-        except Exception as exc:
+        answer = invoke(self.invokers[function], event)
+        outcome = disposition(answer, attempt, self.max_attempts)
+        if outcome != "ok":
             log.warning(
-                "%s failed on event %s (attempt %d): %r",
+                "%s did not handle event %s (attempt %d): %d %s",
                 function,
                 event["id"],
                 attempt,
-                exc,
+                answer.status,
+                answer.reason,
                 extra={"event_id": event["id"], "call_id": event.get("subject")},
             )
-            poison = isinstance(exc, ev.MalformedEvent)  # unusable: retrying cannot help
             try:
-                if poison or attempt >= self.max_attempts:
-                    why = f"malformed: {exc}" if poison else repr(exc)
-                    self._dead_letter(function, body, headers, why[:500])
-                    dispatched(function, event["type"], "dead_letter", time.monotonic() - started)
-                else:
+                if outcome == "retry":
                     headers[ATTEMPT_HEADER] = attempt
                     self.publisher.publish(
                         "",
-                        self.topo.retry_queue(function, self.topo.retry_tier(attempt)),
+                        self.topo.retry_queue(
+                            function, retry_tier(self.topo, attempt, answer.retry_after)
+                        ),
                         body,
                         headers=headers,
                         message_id=event["id"],
                     )
-                    dispatched(function, event["type"], "retry", time.monotonic() - started)
+                else:
+                    why = f"{answer.status} {answer.reason}"[:500]
+                    self._dead_letter(function, body, headers, why)
+                dispatched(function, event["type"], outcome, time.monotonic() - started)
             except Exception:  # could not park it: let RabbitMQ redeliver it instead
                 log.exception("could not schedule a retry; requeueing")
                 self._nack(conn, channel, tag)

@@ -8,7 +8,9 @@ the request hooks:
   CloudEvent's `ce-traceparent`, with `ce-id` and `ce-subject`), a new trace when none came;
 - calldl_http_requests_total / _duration_seconds / _in_progress by function and route (the
   matched rule: the Router's rule, else Flask's), method and status;
-- one access log line per request (debug level for the probes and /metrics).
+- one access log line per request (debug level for the probes and /metrics);
+- a CloudEvent function's failures answered from `events.answers` (400, 429 or 503 with
+  Retry-After), never functions-framework's 500, which the eventing adapter would not retry.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import flask
+from werkzeug.exceptions import HTTPException
 
 from call_downloader import warmup
 from call_downloader.observability import context
@@ -28,7 +31,9 @@ from call_downloader.observability.metrics import m, method_label, render
 
 log = logging.getLogger("call_downloader.http")
 
-QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/_/health", "/_/ready"})
+# functions-framework's endpoint name for a CloudEvent target's route.
+CLOUD_EVENT_ENDPOINT = "cloudevent"
 UNMATCHED = "unmatched"
 
 
@@ -47,9 +52,41 @@ def readyz() -> flask.Response:
     return response
 
 
+def _cloud_event_failure(exc: Exception) -> Any:
+    """Flask's handler for what a view raised: a CloudEvent function's failure becomes the
+    answer of `events.answers`; anything else goes on to Flask's own handling."""
+    rule = flask.request.url_rule
+    if isinstance(exc, HTTPException) or rule is None or rule.endpoint != CLOUD_EVENT_ENDPOINT:
+        return exc if isinstance(exc, HTTPException) else _reraise(exc)
+    from call_downloader.events.answers import answer_for
+
+    answer = answer_for(exc)
+    code = {400: "malformed_event", 429: "throttled"}.get(answer.status, "unavailable")
+    response = flask.jsonify({"error": {"code": code, "message": answer.reason}})
+    response.status_code = answer.status
+    response.headers.update(answer.headers())
+    return response
+
+
+def _reraise(exc: Exception) -> Any:
+    raise exc
+
+
 def metrics() -> flask.Response:
     body, content_type = render()
     return flask.Response(body, 200, content_type=content_type)
+
+
+# /_/health and /_/ready: the paths OpenFaaS probes (Community Edition probes /_/health for
+# both liveness and readiness and ignores the health-path annotations), so they answer
+# like /healthz and /readyz.
+OPERATIONAL_ROUTES = (
+    ("/healthz", healthz),
+    ("/readyz", readyz),
+    ("/metrics", metrics),
+    ("/_/health", healthz),
+    ("/_/ready", readyz),
+)
 
 
 def metrics_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -168,13 +205,14 @@ def install(function: str | None = None) -> None:
 
         configure(settings_secrets=False)  # the warm-up registers the settings' secrets
     warmup.start()  # after the logging: the warm-up may log (and registers the secrets)
-    for path, view in (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)):
+    for path, view in OPERATIONAL_ROUTES:
         endpoint = f"cd_ops{path.replace('/', '_')}"
         if endpoint not in app.view_functions:
             app.add_url_rule(path, endpoint, view, methods=["GET"])
     if app.config.get("CALLDL_INSTRUMENTED"):
         return
     app.config["CALLDL_INSTRUMENTED"] = name
+    app.register_error_handler(Exception, _cloud_event_failure)
     app.before_request(lambda: _before(name))
     app.after_request(_after)
     app.teardown_request(_teardown)
