@@ -360,3 +360,12 @@ class QueueMessage(Base):
     dead: Mapped[bool] = mapped_column(Boolean, default=False)
     dead_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SchemaCompatibility(Base):
+    """A code revision (Alembic head) that may serve the schema as it is: the current head and
+    every earlier one its migrations declared compatible (`db.migrate.compatible_code`)."""
+
+    __tablename__ = "schema_compatibility"
+
+    code_revision: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -15,6 +15,8 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+# Indexes only: the previous code runs unchanged on this schema.
+compatible_with_previous_code = True
 
 
 def upgrade() -> None:

@@ -16,6 +16,8 @@ revision = "0003_ui"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
+# Indexes only: the previous code runs unchanged on this schema.
+compatible_with_previous_code = True
 
 
 def upgrade() -> None:

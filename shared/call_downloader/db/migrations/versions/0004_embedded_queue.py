@@ -13,6 +13,8 @@ revision = "0004_queue"
 down_revision = "0003_ui"
 branch_labels = None
 depends_on = None
+# A new table the previous code never reads.
+compatible_with_previous_code = True
 
 
 def upgrade() -> None:
