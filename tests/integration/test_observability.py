@@ -379,9 +379,9 @@ def test_failures_move_the_error_and_dead_letter_metrics(
         }
         publish_to_queue(server, "analyze-duration", json.dumps(bad).encode())
 
-        # RabbitMQ's dispatcher retries (here: dead-letters) a handler's refusal; the embedded
-        # queue dead-letters it as poison at once.
-        refused = "poison" if mode == "embedded" else "dead_letter"
+        # A handler's refusal is a 400 in the answer table: poison, dead-lettered at once by
+        # either transport.
+        refused = "poison"
 
         def settled() -> Samples | None:
             now = scrape(server)
@@ -552,3 +552,25 @@ def test_state_gauges_read_postgresql(database_url, db):
     assert due == {RECEIVED: 1, AI_RETRY: 0}
     assert unpublished == {RECEIVED: 1, AI_RETRY: 1}
     assert families["calldl_outbox_oldest_due_age_seconds"].samples[0].value >= 0
+
+
+def test_of_several_relay_replicas_one_exports_the_state(database_url, db):
+    """Two relays (two exporter locks on PostgreSQL): one exports the state gauges, the
+    other only says it does not; when the first goes away the second takes over."""
+    from call_downloader.observability.state import ExporterLock, StateCollector
+
+    first, second = ExporterLock(), ExporterLock()
+    try:
+        replicas = [
+            StateCollector(cache_seconds=0, exporter=lock.held) for lock in (first, second)
+        ]
+        exported = [{f.name: f for f in r.collect()} for r in replicas]
+        assert [e["calldl_state_exporter"].samples[0].value for e in exported] == [1, 0]
+        assert "calldl_outbox_due_events" in exported[0]
+        assert set(exported[1]) == {"calldl_state_exporter"}
+        assert first.held() is True and second.held() is False  # stable while both live
+        first._drop()  # the first replica's session ends (pod gone)
+        assert second.held() is True
+    finally:
+        first._drop() if first._conn is not None else None
+        second._drop() if second._conn is not None else None

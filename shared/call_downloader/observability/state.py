@@ -2,7 +2,9 @@
 non-final status (and how long the oldest has waited), pending and dead deliveries.
 
 Served by the process that owns the outbox (the relay, and `make run`), so the numbers are
-exported once, not by every function. The queries use the indexes on (published_at,
+exported once, not by every function; of several relay replicas only the one holding a
+PostgreSQL advisory lock exports them (`calldl_state_exporter` 1 there, 0 on the others), so
+sums over replicas count each call once. The queries use the indexes on (published_at,
 available_at), (status, received_at) and (status, updated_at) and only touch unfinished rows;
 each scrape runs them in one short read-only transaction with a statement timeout, and the
 result is cached briefly so several scrapers cost one query. A database error exports
@@ -97,10 +99,72 @@ def query_state(connect: Callable[[], Any] | None = None) -> dict[str, Any]:
     return out
 
 
+# pg_try_advisory_lock key of the state exporter ("cdls").
+EXPORTER_LOCK_KEY = 0x63646C73
+
+
+class ExporterLock:
+    """Which process exports the state: on PostgreSQL the one holding the advisory lock, on a
+    connection of its own kept open (the lock lasts as long as that session); elsewhere
+    (SQLite: one process) always this one. `held()`: True, False (another holds it) or None
+    (the database did not answer)."""
+
+    def __init__(self) -> None:
+        self._conn: Any = None
+
+    def held(self) -> bool | None:
+        from sqlalchemy import text
+
+        from call_downloader.db.engine import get_engine
+
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT 1")).scalar()
+                self._conn.commit()
+                return True
+            except Exception:  # the session (and its lock) is gone
+                self._drop()
+        engine = get_engine()
+        if engine.dialect.name != "postgresql":
+            return True
+        try:
+            conn = engine.connect()
+        except Exception:
+            return None
+        try:
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": EXPORTER_LOCK_KEY}
+            ).scalar()
+            conn.commit()  # a session-level lock outlives the transaction
+        except Exception:
+            conn.invalidate()
+            conn.close()
+            return None
+        if got:
+            self._conn = conn
+            return True
+        conn.close()  # holds nothing: back to the pool
+        return False
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            conn.invalidate()  # never back to the pool with the lock on it
+            conn.close()
+        except Exception:
+            pass
+
+
 class StateCollector(Collector):
-    def __init__(self, cache_seconds: float = 5.0, connect: Callable[[], Any] | None = None):
+    def __init__(
+        self,
+        cache_seconds: float = 5.0,
+        connect: Callable[[], Any] | None = None,
+        exporter: Callable[[], bool | None] | None = None,
+    ):
         self.cache_seconds = cache_seconds
         self._connect = connect
+        self._exporter = exporter
         self._lock = threading.Lock()
         self._cached: tuple[float, list[GaugeMetricFamily]] | None = None
 
@@ -112,16 +176,27 @@ class StateCollector(Collector):
             return list(self._cached[1])
 
     def _families(self) -> list[GaugeMetricFamily]:
+        exporting = self._exporter() if self._exporter is not None else True
+        exporter = GaugeMetricFamily(
+            "calldl_state_exporter",
+            "1 on the one process (relay replica) that exports the state gauges, else 0.",
+        )
+        exporter.add_metric([], 1 if exporting else 0)
+        if exporting is False:  # another replica exports them
+            return [exporter]
         up = GaugeMetricFamily(
             "calldl_state_up", "1 when the last database state query succeeded, else 0."
         )
+        if exporting is None:  # the database did not answer: blind, and said so
+            up.add_metric([], 0)
+            return [exporter, up]
         started = time.monotonic()
         try:
             state = query_state(self._connect)
         except Exception as exc:  # the scrape must answer even when the database does not
             log.warning("state metrics query failed: %s", exc)
             up.add_metric([], 0)
-            return [up]
+            return [exporter, up]
         up.add_metric([], 1)
         took = GaugeMetricFamily(
             "calldl_state_query_duration_seconds", "How long the state query took."
@@ -206,6 +281,7 @@ class StateCollector(Collector):
         for (fn, st), n in sorted(counts.items()):
             queued.add_metric([fn, st], n)
         return [
+            exporter,
             up,
             took,
             unpublished,
@@ -230,6 +306,6 @@ def enable() -> StateCollector:
 
     with _lock:
         if _collector is None:
-            _collector = StateCollector()
+            _collector = StateCollector(exporter=ExporterLock().held)
         add_collector(_collector)
         return _collector

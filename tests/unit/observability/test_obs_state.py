@@ -95,7 +95,17 @@ def test_a_failing_database_gives_state_up_zero(monkeypatch):
 
     monkeypatch.setattr(state, "query_state", broken)
     got = scrape(state.StateCollector(cache_seconds=0))
-    assert got == {("calldl_state_up", ()): 0}
+    assert got == {("calldl_state_up", ()): 0, ("calldl_state_exporter", ()): 1}
+
+
+def test_only_the_exporting_replica_exports_the_state(monkeypatch):
+    monkeypatch.setattr(state, "query_state", canned())
+    other = scrape(state.StateCollector(cache_seconds=0, exporter=lambda: False))
+    assert other == {("calldl_state_exporter", ()): 0}
+    blind = scrape(state.StateCollector(cache_seconds=0, exporter=lambda: None))
+    assert blind == {("calldl_state_exporter", ()): 0, ("calldl_state_up", ()): 0}
+    leader = scrape(state.StateCollector(cache_seconds=0, exporter=lambda: True))
+    assert leader[("calldl_state_exporter", ())] == 1 and leader[("calldl_state_up", ())] == 1
 
 
 @pytest.fixture
@@ -112,6 +122,7 @@ def test_enable_adds_the_collector_once(restore_collectors, monkeypatch):
     from call_downloader.observability import metrics
 
     monkeypatch.setattr(state, "query_state", canned())
+    monkeypatch.setattr(state.ExporterLock, "held", lambda self: True)
     first = state.enable()
     assert state.enable() is first
     assert metrics._extra_collectors.count(first) == 1
