@@ -6,9 +6,10 @@ Reads a JSON list of Kubernetes objects on stdin (see yaml2json.py) and checks:
   unknown fields rejected;
 - the pod template of each Knative Service, strictly, as a Kubernetes Pod (Knative's own
   template fields removed), so a misspelt container field cannot pass unseen.
-Built-in kinds are left to `kubernetes-validate --strict`, Knative's own schemas to
-validate_knative.js. Prints a JSON report; exits 1 when an object is invalid or when an
-object of a custom kind has no schema here and is not Knative's (nothing passes silently).
+Built-in kinds are left to `kubernetes-validate --strict`; Knative's, the Gateway API's and
+the Prometheus Operator's to validate_models.mjs. Prints a JSON report; exits 1 when an
+object is invalid or when an object of a custom kind has no schema here or there (nothing
+passes silently).
 Usage: python validate_resources.py --crd-dir DIR --k8s-version 1.35.0 < objects.json
 """
 
@@ -22,6 +23,8 @@ import kubernetes_validate
 import yaml
 
 KNATIVE_GROUPS = ("serving.knative.dev", "eventing.knative.dev", "messaging.knative.dev")
+# Validated by validate_models.mjs (Gateway API, Prometheus Operator).
+MODEL_GROUPS = ("gateway.networking.k8s.io", "monitoring.coreos.com")
 # Fields of a Knative revision template's spec that a Pod does not have.
 KNATIVE_ONLY_SPEC_FIELDS = (
     "containerConcurrency",
@@ -67,6 +70,8 @@ def strict(schema: object) -> object:
 
 def builtin(api_version: str) -> bool:
     group = api_version.split("/")[0] if "/" in api_version else ""
+    if group in MODEL_GROUPS:
+        return False
     return group == "" or group.endswith(".k8s.io") or "." not in group
 
 
@@ -108,8 +113,8 @@ def main() -> int:
                 report["checked"].append({"object": label, "by": "pod-template-strict"})
             except kubernetes_validate.ValidationError as exc:
                 report["errors"].append(f"{label}: pod template: {exc.message}")
-        elif api.split("/")[0] in KNATIVE_GROUPS or builtin(api):
-            continue  # Knative's schemas (node) or kubernetes-validate's
+        elif api.split("/")[0] in KNATIVE_GROUPS + MODEL_GROUPS or builtin(api):
+            continue  # Knative's and the other models' schemas (node), kubernetes-validate's
         else:
             report["errors"].append(f"{label}: no schema to validate this kind against")
     print(json.dumps(report))

@@ -135,7 +135,10 @@ def compose_required_variables() -> list[str]:
 
 def write_env_file(path: Path, leave_out: str | None = None) -> Path:
     lines = [
-        f"{var}=test-{secrets.token_hex(8)}"
+        # A URL where one is expected (Alertmanager checks its webhook's).
+        f"{var}=https://hooks.example.test/{secrets.token_hex(8)}"
+        if var.endswith("_URL")
+        else f"{var}=test-{secrets.token_hex(8)}"
         for var in compose_required_variables()
         if var != leave_out
     ]

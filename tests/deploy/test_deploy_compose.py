@@ -14,6 +14,7 @@ from deploy_helpers import (
     compose_required_variables,
     function_names,
     http_functions,
+    run,
     write_env_file,
     yaml_docs,
 )
@@ -83,7 +84,7 @@ def test_every_function_is_a_health_gated_service(compose_config: dict, name: st
         assert deps.get(data) == "service_healthy", f"{name} must wait for {data}"
     assert svc.get("read_only") is True and "ALL" in svc.get("cap_drop", [])
     env = svc["environment"]
-    for var in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "JWT_SECRET", "EVENT_NAMESPACE"):
+    for var in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "EVENT_NAMESPACE"):
         assert env.get(var), f"{name} lacks {var}"
     assert "PORT" not in env or env["PORT"] == "8080"
 
@@ -160,7 +161,8 @@ def test_optional_settings_default_like_the_library(compose_config: dict) -> Non
     """An unset knob in .env must mean what it means under `make run`."""
     from call_downloader.config import Settings
 
-    env = compose_config["services"]["ingest"]["environment"]
+    env = {**compose_config["services"]["ingest"]["environment"]}
+    env["AI_API_KEY"] = compose_config["services"]["call-ai"]["environment"]["AI_API_KEY"]
     knobs = {
         "ai_retry_delays": "AI_RETRY_DELAYS",
         "delivery_retry_delays": "DELIVERY_RETRY_DELAYS",
@@ -210,3 +212,113 @@ def test_grafana_is_provisioned(compose_config: dict, tools: Path) -> None:
     assert dashboards
     for path in dashboards:
         assert json.loads(path.read_text(encoding="utf-8"))["uid"]
+
+
+# --- platform contracts (issue 18) ----------------------------------------------------------
+
+SECRET_KEYS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RABBITMQ_URL",
+    "JWT_SECRET",
+    "DELIVERY_SECRET",
+    "ADMIN_PASSWORD",
+    "AI_API_KEY",
+)
+
+
+def chart_secret_keys(chart_objects: list[dict]) -> dict[str, set[str]]:
+    """{component: secret keys} as the Helm chart gives them (functions by name)."""
+    out: dict[str, set[str]] = {}
+    for obj in chart_objects:
+        spec = obj.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {})
+        labels = obj.get("metadata", {}).get("labels", {})
+        name = labels.get("app.kubernetes.io/component")
+        if name == "function" and "call-downloader/function" in labels:
+            name = labels["call-downloader/function"]
+        for container in pod.get("initContainers", []) + pod.get("containers", []):
+            keys = {
+                e["name"]
+                for e in container.get("env", [])
+                if e.get("valueFrom", {}).get("secretKeyRef")
+            }
+            if obj["kind"] == "Job":
+                name = container["name"]  # migrate, topology
+            if keys:
+                out[name] = keys
+    return out
+
+
+def test_each_container_gets_only_the_secrets_it_reads(
+    compose_config: dict, chart_objects: list[dict], external_objects: list[dict]
+) -> None:
+    chart = chart_secret_keys(chart_objects) | chart_secret_keys(external_objects)
+    services = compose_config["services"]
+    compose = {
+        name: {k for k in svc.get("environment", {}) if k in SECRET_KEYS}
+        for name, svc in services.items()
+        if "environment" in svc and name not in ("postgres", "redis", "rabbitmq", "grafana")
+    }
+    for name in function_names():
+        assert compose[name] == chart[name], name
+        assert not compose[name] & {"ADMIN_PASSWORD", "DELIVERY_SECRET"}, name
+    assert compose["relay"] == chart["relay"] == {"DATABASE_URL", "RABBITMQ_URL"}
+    assert compose["migrate"] == chart["migrate"]
+    assert compose["topology"] == chart["topology"] == {"RABBITMQ_URL"}
+    for name in cloudevent_functions():
+        assert compose[f"dispatcher-{name}"] == chart["dispatcher"] == {"RABBITMQ_URL"}
+    # Nothing takes the whole Secret.
+    for obj in chart_objects + external_objects:
+        pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in pod.get("initContainers", []) + pod.get("containers", []):
+            assert not any("secretRef" in e for e in container.get("envFrom", [])), obj
+
+
+@pytest.mark.parametrize("name", ["analyze-duration", "call-ai"])
+def test_functions_that_spool_recordings_have_disk_scratch_space(
+    compose_config: dict, name: str
+) -> None:
+    svc = compose_config["services"][name]
+    assert not svc.get("tmpfs"), "a tmpfs counts against the memory limit"
+    assert any(v["target"] == "/tmp" and v["type"] == "volume" for v in svc["volumes"])
+
+
+def test_rabbitmq_is_a_supported_release(compose_config: dict) -> None:
+    image = compose_config["services"]["rabbitmq"]["image"]
+    major, minor = (int(x) for x in image.split(":")[1].split("-")[0].split(".")[:2])
+    assert (major, minor) >= (4, 1), f"{image}: 3.13 and older are out of support"
+
+
+def test_alertmanager_config_is_valid_and_prometheus_sends_to_it(
+    compose_config: dict, tmp_path: Path
+) -> None:
+    import shutil
+
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool (Debian prometheus-alertmanager) is installed by make tools"
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(compose_config["configs"]["alertmanager"]["content"], encoding="utf-8")
+    proc = run([amtool, "check-config", config])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "webhook" in (proc.stdout + proc.stderr).lower() or "1 receivers" in proc.stdout
+    am = compose_config["services"]["alertmanager"]
+    assert any(c["target"] == "/etc/alertmanager/alertmanager.yml" for c in am["configs"])
+    prometheus = yaml_docs(ROOT / "infra/prometheus/prometheus.yml")[0]
+    targets = [
+        t
+        for a in prometheus["alerting"]["alertmanagers"]
+        for c in a["static_configs"]
+        for t in c["targets"]
+    ]
+    assert targets == ["alertmanager:9093"]
+    assert "ALERT_WEBHOOK_URL" in compose_required_variables()
+
+
+def test_amtool_rejects_a_broken_config(tmp_path: Path) -> None:
+    import shutil
+
+    config = tmp_path / "alertmanager.yml"
+    config.write_text("route:\n  receiver: nobody\nreceivers: []\n", encoding="utf-8")
+    proc = run([shutil.which("amtool") or "amtool", "check-config", config])
+    assert proc.returncode != 0

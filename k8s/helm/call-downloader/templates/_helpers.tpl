@@ -78,12 +78,47 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* The application's settings: the ConfigMap, the Secret, and extra variables. */}}
+{{/* The application's non-secret settings: the ConfigMap. */}}
 {{- define "cd.appEnvFrom" -}}
 - configMapRef:
     name: {{ include "cd.configName" . }}
-- secretRef:
-    name: {{ include "cd.secretName" . }}
+{{- end -}}
+
+{{/* The secret keys each component reads, and no others (a function's own list is its
+`secrets` in values.yaml). DELIVERY_SECRET and ADMIN_PASSWORD are the migration's only: it
+stores the destination's secret (deliver reads it from the database) and creates the first
+admin. */}}
+{{- define "cd.componentSecrets" -}}
+{{- $keys := dict
+  "relay" (list "DATABASE_URL" "RABBITMQ_URL")
+  "dispatcher" (list "RABBITMQ_URL")
+  "migrate" (list "DATABASE_URL" "ADMIN_PASSWORD" "DELIVERY_SECRET")
+  "topology" (list "RABBITMQ_URL")
+-}}
+{{- toJson (index $keys .) -}}
+{{- end -}}
+
+{{/* Secret variables from the application Secret. Args: (list $ (list "KEY" ...)) */}}
+{{- define "cd.secretEnv" -}}
+{{- $root := index . 0 -}}
+{{- range $key := index . 1 }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "cd.secretName" $root }}
+      key: {{ $key }}
+      {{- if eq $key "AI_API_KEY" }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod annotations that change with the settings, so a changed ConfigMap or Secret rolls
+the pods (a new Knative revision). With secrets.existingSecret the chart cannot see the
+Secret: change secrets.rolloutToken after rotating it. */}}
+{{- define "cd.checksums" -}}
+checksum/config: {{ include (print .Template.BasePath "/config.yaml") . | sha256sum | trunc 16 | quote }}
+checksum/secret: {{ printf "%s%s" (include (print .Template.BasePath "/secrets.yaml") .) .Values.secrets.rolloutToken | sha256sum | trunc 16 | quote }}
 {{- end -}}
 
 {{/* A function's in-cluster base URL: its Knative Service, or the external platform's.
@@ -141,6 +176,12 @@ Args: (list $ "ingest") */}}
 {{- if ne $refs 1 -}}
 {{- fail "eventing: set exactly one of clusterName, connectionSecret or connection.uri (the RabbitMQ the sources read)" -}}
 {{- end -}}
+{{- end -}}
+{{- if and .Values.alertmanager.enabled (not .Values.alertmanager.existingSecret) (not .Values.alertmanager.receivers) -}}
+{{- fail "alertmanager.receivers (or alertmanager.existingSecret) is required when alertmanager.enabled: who is told when an alert fires" -}}
+{{- end -}}
+{{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) -}}
+{{- fail "httpRoute.parentRefs is required when httpRoute.enabled: the Gateway that serves the route" -}}
 {{- end -}}
 {{- if and .Values.ingress.enabled (not .Values.ingress.host) -}}
 {{- fail "ingress.host is required when ingress.enabled" -}}
