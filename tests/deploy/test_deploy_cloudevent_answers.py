@@ -21,6 +21,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "functions" / "calls"))
 from tcp_proxy import TcpProxy  # noqa: E402
 
+from call_downloader.events.answers import disposition  # noqa: E402
+from call_downloader.events.dispatcher import http_invoker  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
 RETRIABLE = {404, 413, 425, 429, 502, 503, 504}  # cloudevents/sdk-go defaultRetriableErrors
@@ -38,6 +41,15 @@ def binary_event(call_id: uuid.UUID, *, event_id: str | None = None, subject: st
         "content-type": "application/json",
     }
     return headers, json.dumps({"call_id": str(call_id)}).encode()
+
+
+def structured(call_id: uuid.UUID):
+    from cloudevents.http import CloudEvent
+
+    from call_downloader.events import types as ev
+
+    attributes = {"id": str(uuid.uuid4()), "source": "/test", "type": ev.CALL_RECEIVED}
+    return CloudEvent({**attributes, "subject": str(call_id)}, {"call_id": str(call_id)})
 
 
 def call_state(call_id: uuid.UUID) -> tuple[str, str | None]:
@@ -77,6 +89,13 @@ def test_transient_database_fault_is_retriable_and_the_event_handled_once_it_cle
                 assert down.json()["error"]["code"] == "unavailable"
                 assert client.get("/readyz").status_code == 503
                 assert call_state(call_id) == ("received", None)
+                # The compose dispatcher posts the same way and reads the same answer.
+                answer = http_invoker(f"{base}/")(structured(call_id))
+                assert (answer.status, answer.retry_after) == (
+                    503,
+                    int(down.headers["retry-after"]),
+                )
+                assert disposition(answer, 1, 8) == "retry"
 
                 proxy.start()  # the fault clears: the adapter's next try is handled
                 again = client.post("/", headers=headers, content=body)
@@ -84,6 +103,7 @@ def test_transient_database_fault_is_retriable_and_the_event_handled_once_it_cle
                 assert call_state(call_id) == ("analyzed", None)
                 # A redelivery of the same event is settled without effect.
                 assert client.post("/", headers=headers, content=body).status_code == 200
+                assert disposition(http_invoker(f"{base}/")(structured(call_id)), 1, 8) == "ok"
 
                 proxy.stop()  # and down again: a new event is retriable again
                 headers2, body2 = binary_event(call_id)
