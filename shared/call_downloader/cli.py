@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 
@@ -119,8 +120,13 @@ def _dispatcher(args: argparse.Namespace) -> int:
 
 
 def _topology(args: argparse.Namespace) -> int:
-    from call_downloader.events.broker import declare_topology
+    from call_downloader.events.broker import connection_parameters, declare_topology, topology
 
+    if args.print_policies:
+        vhost = connection_parameters().virtual_host
+        for policy in topology().policies():
+            print(shlex.join(policy.rabbitmqctl(vhost)))
+        return 0
     topo = declare_topology()
     print(f"declared exchange {topo.exchange} and the function queues")
     return 0
@@ -153,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=None)
     p.add_argument("--health-port", type=int, default=None, help="serve /healthz and /metrics")
     p.set_defaults(fn=_dispatcher)
-    sub.add_parser("topology", help="declare the RabbitMQ topology").set_defaults(fn=_topology)
+    p = sub.add_parser("topology", help="declare the RabbitMQ topology")
+    p.add_argument(
+        "--print-policies",
+        action="store_true",
+        help="print the rabbitmqctl commands RABBITMQ_DEAD_LETTERING=policy needs; declare nothing",
+    )
+    p.set_defaults(fn=_topology)
     try:
         from call_downloader.security.cli import register
 

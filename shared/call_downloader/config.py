@@ -10,12 +10,21 @@ import os
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_AI_RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 # Close to the schedule the issue asks for: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_DELIVERY_RETRY_DELAYS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+# The settings that take one of a few words, the first being the default.
+_CHOICES = {
+    "ai_protocol": ("default", "openai"),
+    "event_transport": ("rabbitmq", "database"),
+    "cache": ("redis", "none"),
+    "rabbitmq_dead_lettering": ("arguments", "policy"),
+}
 
 
 def _parse_delays(value: object) -> tuple[float, ...]:
@@ -63,6 +72,11 @@ class Settings(BaseSettings):
     # Prefix of every exchange and queue name: lets several deployments (or test runs) share
     # one broker without seeing each other's events.
     event_namespace: str = "calldl"
+    # Where a function queue's dead-letter route and delivery limit live: "arguments" (set by
+    # the topology on each queue) or "policy" (a RabbitMQ policy, `call-downloader topology
+    # --print-policies`), for consumers that redeclare the queues without arguments (the
+    # OpenFaaS RabbitMQ connector) in a virtual host whose default queue type is quorum.
+    rabbitmq_dead_lettering: str = "arguments"
 
     ai_url: str = ""
     ai_protocol: str = "default"  # "default" or "openai"
@@ -118,28 +132,14 @@ class Settings(BaseSettings):
     def _allowlist(cls, value: object) -> tuple[str, ...]:
         return _parse_list(value)
 
-    @field_validator("ai_protocol")
+    @field_validator("ai_protocol", "event_transport", "cache", "rabbitmq_dead_lettering")
     @classmethod
-    def _protocol(cls, value: str) -> str:
+    def _one_of(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _CHOICES[info.field_name or ""]
         value = value.strip().lower()
-        if value not in {"default", "openai"}:
-            raise ValueError("AI_PROTOCOL must be 'default' or 'openai'")
-        return value
-
-    @field_validator("event_transport")
-    @classmethod
-    def _transport(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value not in {"rabbitmq", "database"}:
-            raise ValueError("EVENT_TRANSPORT must be 'rabbitmq' or 'database'")
-        return value
-
-    @field_validator("cache")
-    @classmethod
-    def _cache(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value not in {"redis", "none"}:
-            raise ValueError("CACHE must be 'redis' or 'none'")
+        if value not in allowed:
+            names = " or ".join(f"'{a}'" for a in allowed)
+            raise ValueError(f"{(info.field_name or '').upper()} must be {names}")
         return value
 
     @field_validator("max_upload_bytes")

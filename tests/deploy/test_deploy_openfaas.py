@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pika
 import pytest
 from deploy_helpers import ROOT, cloudevent_functions, function_names, yaml_docs
 
@@ -87,16 +95,37 @@ def test_connector_sends_cloudevents(tools: Path) -> None:
         assert (queue["durable"], queue["autodelete"], queue["exclusive"]) == (True, False, False)
 
 
+def _connector_declares(channel, name: str, queue: dict) -> None:
+    """What the connector does with each queue of its values: its flags, no arguments."""
+    channel.queue_declare(
+        name,
+        durable=queue["durable"],
+        auto_delete=queue["autodelete"],
+        exclusive=queue["exclusive"],
+    )
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def quorum_vhost() -> Iterator[str]:
+    """A virtual host of this test's own whose default queue type is quorum, as the docs tell
+    OpenFaaS users to create (removed afterwards with everything in it)."""
+    vhost = f"cdtest_{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost, "--default-queue-type", "quorum")
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield vhost
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
 @pytest.mark.integration
-def test_the_connector_declaration_meets_the_topology_queues(tools: Path) -> None:
-    """On the real RabbitMQ: the connector's declaration (its flags, no arguments) against the
-    queues `call-downloader topology` declares. The flags agree; the arguments cannot (the
-    connector has no setting for them), and RabbitMQ refuses the declaration: what
-    docs/deploy.md says about the connector rests on this."""
-    import uuid
-
-    import pika
-
+def test_queue_arguments_refuse_the_connector_declaration(tools: Path) -> None:
+    """On the real RabbitMQ, with dead-lettering in the queues' arguments (the default): the
+    connector's declaration differs in its arguments and RabbitMQ refuses it."""
     from call_downloader.events.broker import Topology, connect
 
     values = yaml_docs(ROOT / "infra/openfaas/rabbitmq-connector-values.yaml")[0]
@@ -106,16 +135,78 @@ def test_the_connector_declaration_meets_the_topology_queues(tools: Path) -> Non
         topo.declare(conn.channel())
         for queue in values["queues"]:
             name = topo.namespace + "." + queue["name"].split(".", 1)[1]
-            channel = conn.channel()
-            channel.queue_declare(name, passive=True)  # it exists: the connector may consume
             with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
-                channel.queue_declare(
-                    name,
-                    durable=queue["durable"],
-                    auto_delete=queue["autodelete"],
-                    exclusive=queue["exclusive"],
-                )
+                _connector_declares(conn.channel(), name, queue)
             assert refused.value.reply_code == 406  # PRECONDITION_FAILED: inequivalent arg
     finally:
         topo.delete(conn.channel())
         conn.close()
+
+
+@pytest.mark.integration
+def test_dead_lettering_by_policy_meets_the_connector(tools: Path, quorum_vhost: str) -> None:
+    """RABBITMQ_DEAD_LETTERING=policy, in a virtual host whose default queue type is quorum,
+    with the policies `call-downloader topology --print-policies` prints applied: the
+    connector's declaration is accepted, the queues stay quorum queues, and a message the
+    consumer rejects still goes to <queue>.dlq."""
+    from call_downloader.events import types as ev
+    from call_downloader.events.broker import Topology, connect
+
+    url = os.environ["RABBITMQ_URL"].rsplit("/", 1)[0] + "/" + quorum_vhost
+    env = {
+        **os.environ,
+        "RABBITMQ_URL": url,
+        "RABBITMQ_DEAD_LETTERING": "policy",
+        "EVENT_NAMESPACE": "calldl",  # the connector values' names; the vhost is this test's
+    }
+    printed = subprocess.run(
+        [sys.executable, "-m", "call_downloader.cli", "topology", "--print-policies"],
+        env=env, check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.splitlines()  # fmt: skip
+    assert len(printed) == len(Topology("calldl").policies())
+    for line in printed:
+        command = shlex.split(line)
+        assert command[:4] == ["rabbitmqctl", "set_policy", "-p", quorum_vhost]
+        _rabbitmqctl(*command[1:])
+    subprocess.run(
+        [sys.executable, "-m", "call_downloader.cli", "topology"],
+        env=env, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    values = yaml_docs(ROOT / "infra/openfaas/rabbitmq-connector-values.yaml")[0]
+    topo = Topology("calldl", "policy")
+    conn = connect(url)
+    try:
+        channel = conn.channel()
+        for queue in values["queues"]:
+            assert queue["name"].split(".", 1)[0] == "calldl"
+            _connector_declares(channel, queue["name"], queue)  # accepted: no 406
+        analyze = topo.queue("analyze-duration")
+        channel.basic_publish(topo.exchange, ev.CALL_RECEIVED, b"{}")
+        method = None
+        for _ in range(50):
+            method, _props, _body = channel.basic_get(analyze)
+            if method:
+                break
+            time.sleep(0.1)
+        assert method is not None, "the event did not reach the function queue"
+        channel.basic_nack(method.delivery_tag, requeue=False)
+        dead = None
+        for _ in range(50):
+            dead, _props, _body = channel.basic_get(topo.dead_letter_queue("analyze-duration"))
+            if dead:
+                break
+            time.sleep(0.1)
+        assert dead is not None, "the rejected event was not dead-lettered by the policy"
+        channel.basic_ack(dead.delivery_tag)
+    finally:
+        conn.close()
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", quorum_vhost, "name", "type", "policy"],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    for function in ("analyze-duration", "call-ai", "deliver"):
+        row = next(
+            r.split() for r in listed.splitlines() if r.split()[:1] == [f"calldl.{function}"]
+        )
+        assert row[1] == "quorum" and row[2] == f"calldl.{function}.dead-lettering", row

@@ -3,7 +3,10 @@
 Topology (names prefixed with EVENT_NAMESPACE, `calldl` by default):
 - `<ns>.events`: durable topic exchange; routing key = CloudEvent type.
 - `<ns>.<function>`: durable quorum queue per consuming function, bound to its event types;
-  a delivery limit dead-letters a message that keeps crashing its consumer.
+  a delivery limit dead-letters a message that keeps crashing its consumer. The dead-letter
+  route and the limit are the queue's arguments, or (RABBITMQ_DEAD_LETTERING=policy) a
+  RabbitMQ policy per queue, so that a consumer declaring the queue with no arguments
+  (the OpenFaaS connector) declares the same queue.
 - `<ns>.<function>.retry.<N>s`: delay tiers (message TTL, dead-lettered back into the
   function's queue through the default exchange): the dispatcher's retries with backoff.
 - `<ns>.<function>.dlq`: dead letters, after the last attempt or for poison messages.
@@ -13,6 +16,8 @@ pika connections are not thread-safe: each thread uses its own (see `Publisher`)
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -37,8 +42,24 @@ DELIVERY_LIMIT = 20
 
 
 @dataclass(frozen=True)
+class Policy:
+    """A RabbitMQ policy the topology relies on (RABBITMQ_DEAD_LETTERING=policy)."""
+
+    name: str
+    pattern: str
+    definition: dict[str, Any]
+
+    def rabbitmqctl(self, vhost: str) -> list[str]:
+        return [
+            "rabbitmqctl", "set_policy", "-p", vhost, "--apply-to", "queues",
+            self.name, self.pattern, json.dumps(self.definition, sort_keys=True),
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Topology:
     namespace: str
+    dead_lettering: str = "arguments"  # or "policy"
 
     @property
     def exchange(self) -> str:
@@ -57,20 +78,38 @@ class Topology:
         """Delay before retry number `attempt` (1-based): grows, then stays at the last tier."""
         return RETRY_TIERS_SECONDS[min(attempt, len(RETRY_TIERS_SECONDS)) - 1]
 
+    def _dead_lettering(self, function: str) -> dict[str, Any]:
+        return {
+            "delivery-limit": DELIVERY_LIMIT,
+            "dead-letter-exchange": "",
+            "dead-letter-routing-key": self.dead_letter_queue(function),
+        }
+
+    def queue_arguments(self, function: str) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"x-queue-type": "quorum"}
+        if self.dead_lettering == "arguments":
+            arguments.update({f"x-{k}": v for k, v in self._dead_lettering(function).items()})
+        return arguments
+
+    def policies(self) -> list[Policy]:
+        """The policies RABBITMQ_DEAD_LETTERING=policy needs: one per function queue, matching
+        its exact name."""
+        return [
+            Policy(
+                name=f"{self.queue(function)}.dead-lettering",
+                pattern="^" + re.escape(self.queue(function)) + "$",
+                definition=self._dead_lettering(function),
+            )
+            for function in SUBSCRIPTIONS
+        ]
+
     def declare(self, channel: BlockingChannel) -> None:
         channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
         for function, types in SUBSCRIPTIONS.items():
             dlq = self.dead_letter_queue(function)
             channel.queue_declare(dlq, durable=True, arguments={"x-queue-type": "quorum"})
             channel.queue_declare(
-                self.queue(function),
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-delivery-limit": DELIVERY_LIMIT,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": dlq,
-                },
+                self.queue(function), durable=True, arguments=self.queue_arguments(function)
             )
             for type_ in types:
                 channel.queue_bind(self.queue(function), self.exchange, routing_key=type_)
@@ -98,7 +137,8 @@ class Topology:
 
 
 def topology() -> Topology:
-    return Topology(get_settings().event_namespace)
+    settings = get_settings()
+    return Topology(settings.event_namespace, settings.rabbitmq_dead_lettering)
 
 
 def connection_parameters(url: str | None = None) -> pika.URLParameters:
