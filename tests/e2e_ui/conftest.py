@@ -77,7 +77,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
 @pytest.fixture
 def ui(request: pytest.FixtureRequest, browser: Any, built_ui: Path) -> Iterator[Any]:
     """A fresh browser context and page; on failure a screenshot is kept."""
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    # An English browser: the flows here read the English UI (test_i18n_a11y.py reads both).
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
     context.set_default_timeout(15_000)
     page = context.new_page()
     problems: list[str] = []
