@@ -121,7 +121,7 @@ LOOKS = {
         "sample_rate": "8\u00a0000 Гц",
     },
     "en": {
-        "date": re.compile(r"[A-Z][a-z]{2} \d{2}, \d{4}, \d{2}:\d{2}:\d{2} [AP]M"),
+        "date": re.compile(r"[A-Z][a-z]{2} \d{2}, \d{4}, \d{2}:\d{2}:\d{2}\s[AP]M"),
         "size": re.compile(r"\d+\.\d kB"),
         "calls": "2 calls",
         "sample_rate": "8,000 Hz",
