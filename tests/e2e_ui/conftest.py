@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from ui_helpers import e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,11 @@ CHROMIUM_ARGS = [
     # The player is started by the test, not by a click.
     "--autoplay-policy=no-user-gesture-required",
 ]
+
+
+# Assertions wait as long as actions do (the contexts' default): on a loaded machine a sign-in
+# alone (bcrypt) can take several seconds.
+expect.set_options(timeout=15_000)
 
 
 def _ui_is_stale() -> bool:
