@@ -1,6 +1,7 @@
 import { createApp } from 'vue'
 import App from './App.vue'
 import { onSessionExpired } from './api/http.js'
+import { applyDocumentLanguage, i18n } from './i18n/index.js'
 import { createAppRouter } from './router.js'
 import './styles.css'
 
@@ -14,4 +15,5 @@ onSessionExpired(() => {
   }
 })
 
-createApp(App).use(router).mount('#app')
+applyDocumentLanguage()
+createApp(App).use(i18n).use(router).mount('#app')

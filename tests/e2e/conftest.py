@@ -53,6 +53,19 @@ class RunningServer:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token()}"}
 
+    def upload(self, path: Path, external_id: str) -> str:
+        """Post a recording as the admin (multipart, as a source does); the new call's id."""
+        with path.open("rb") as fh:
+            r = httpx.post(
+                f"{self.url}/api/v1/calls",
+                headers=self.headers(),
+                files={"file": (path.name, fh)},
+                data={"external_id": external_id},
+                timeout=60,
+            )
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+
     def call(self, call_id: str) -> dict:
         r = httpx.get(f"{self.url}/api/v1/calls/{call_id}", headers=self.headers(), timeout=10)
         r.raise_for_status()

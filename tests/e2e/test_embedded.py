@@ -13,16 +13,7 @@ pytestmark = pytest.mark.e2e
 
 
 def post(server, path, external_id):
-    with open(path, "rb") as fh:
-        r = httpx.post(
-            f"{server.url}/api/v1/calls",
-            headers=server.headers(),
-            files={"file": (path.name, fh)},
-            data={"external_id": external_id},
-            timeout=60,
-        )
-    assert r.status_code == 202, r.text
-    return r.json()["id"]
+    return server.upload(path, external_id)
 
 
 def test_killed_mid_flight_resumes_after_restart_and_delivers_once(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from ui_helpers import e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,11 @@ CHROMIUM_ARGS = [
     # The player is started by the test, not by a click.
     "--autoplay-policy=no-user-gesture-required",
 ]
+
+
+# Assertions wait as long as actions do (the contexts' default): on a loaded machine a sign-in
+# alone (bcrypt) can take several seconds.
+expect.set_options(timeout=15_000)
 
 
 def _ui_is_stale() -> bool:
@@ -77,7 +83,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
 @pytest.fixture
 def ui(request: pytest.FixtureRequest, browser: Any, built_ui: Path) -> Iterator[Any]:
     """A fresh browser context and page; on failure a screenshot is kept."""
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    # An English browser: the flows here read the English UI (test_i18n_a11y.py reads both).
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
     context.set_default_timeout(15_000)
     page = context.new_page()
     problems: list[str] = []

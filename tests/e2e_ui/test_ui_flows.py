@@ -13,7 +13,7 @@ import pytest
 from audio_fixtures import make_fixture
 from playwright.sync_api import Page, expect
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from ui_helpers import e2e
+from ui_helpers import e2e, sign_in, upload_via_api
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -21,30 +21,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SLOW = 60_000  # ms: a whole pipeline run, on a loaded CI machine
 
 
-def sign_in(page: Page, url: str, username: str, password: str) -> None:
-    page.goto(f"{url}/login")
-    page.get_by_label("Username", exact=True).fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_test_id("whoami")).to_contain_text(username)
-
-
 def admin_token(server: Any) -> dict[str, str]:
     return server.headers()
-
-
-def upload_via_api(server: Any, kind: str, external_id: str) -> str:
-    path = make_fixture(kind)
-    with path.open("rb") as f:
-        r = httpx.post(
-            f"{server.url}/api/v1/calls",
-            headers=admin_token(server),
-            files={"file": (path.name, f)},
-            data={"external_id": external_id},
-            timeout=30,
-        )
-    assert r.status_code == 202, r.text
-    return r.json()["id"]
 
 
 def call_status(server: Any, call_id: str) -> dict[str, Any]:

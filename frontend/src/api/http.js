@@ -69,13 +69,3 @@ function expire() {
 }
 
 export const http = createHttp()
-
-// A readable message for any failed request (the API's `{"error": {"message"}}` when present).
-export function errorMessage(error) {
-  const body = error?.response?.data
-  if (body && body.error && body.error.message) return body.error.message
-  if (error?.response?.status) return `The server answered ${error.response.status}.`
-  if (error?.code === 'ECONNABORTED') return 'The server did not answer in time.'
-  if (error?.message === 'Network Error') return 'The server cannot be reached.'
-  return error?.message || 'Something went wrong.'
-}

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createHttp, errorMessage, onSessionExpired } from './http.js'
+import { createHttp, onSessionExpired } from './http.js'
 import { clearSession, session, setTokens } from './session.js'
 
 // A fake server: answers by URL, records every request with its Authorization header.
@@ -77,12 +77,5 @@ describe('the one Axios instance', () => {
     await expect(http.post('/api/v1/auth/token', 'x')).rejects.toThrow()
     expect(seen).toHaveLength(1)
     expect(expired).not.toHaveBeenCalled()
-  })
-
-  it('gives readable messages', () => {
-    expect(errorMessage({ response: { status: 409, data: { error: { message: 'only a failed call can be retried' } } } }))
-      .toBe('only a failed call can be retried')
-    expect(errorMessage({ response: { status: 502, data: '<html>' } })).toBe('The server answered 502.')
-    expect(errorMessage({ message: 'Network Error' })).toBe('The server cannot be reached.')
   })
 })

@@ -15,10 +15,10 @@ describe('TimelineList', () => {
     })
     const items = wrapper.findAll('li')
     expect(items).toHaveLength(3)
-    expect(items[1].get('.timeline__delta').text()).toBe('+2.5 s')
+    expect(items[1].get('.timeline__delta').text()).toBe('+2.5 sec')
     expect(items[2].get('.timeline__delta').text()).toBe('+3.0 min')
-    expect(items[1].get('.timeline__event').text()).toBe('ai answered')
-    expect(items[0].text()).toContain('size bytes: 10')
+    expect(items[1].get('.timeline__event').text()).toBe('AI answered')
+    expect(items[0].text()).toContain('size: 10 byte')
     expect(items[1].find('.timeline__detail').exists()).toBe(false) // nothing but nulls
     expect(items[2].classes()).toContain('timeline__item--failed')
   })

@@ -1,10 +1,11 @@
 import { ref, shallowRef } from 'vue'
-import { errorMessage } from '../api/http.js'
+import { errorMessage } from '../i18n/errors.js'
+import { liveText } from '../i18n/index.js'
 
 // Loading / error / data for one kind of request; `run` keeps only the latest answer.
 export function useAsync(fn, { initial = null } = {}) {
   const data = shallowRef(initial)
-  const error = ref('')
+  const error = liveText()
   const loading = ref(false)
   let generation = 0
 
@@ -19,7 +20,7 @@ export function useAsync(fn, { initial = null } = {}) {
       }
       return result
     } catch (e) {
-      if (mine === generation) error.value = errorMessage(e)
+      if (mine === generation) error.value = () => errorMessage(e)
       return undefined
     } finally {
       if (mine === generation) loading.value = false

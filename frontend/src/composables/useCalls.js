@@ -1,6 +1,7 @@
 import { computed, ref, shallowRef, watch } from 'vue'
 import { calls } from '../api/calls.js'
-import { errorMessage } from '../api/http.js'
+import { errorMessage } from '../i18n/errors.js'
+import { liveText } from '../i18n/index.js'
 
 export const PAGE_SIZE = 25
 
@@ -15,7 +16,7 @@ export function useCalls(filters, { pageSize = PAGE_SIZE } = {}) {
   const cursors = ref([null]) // cursors[i] opens page i
   const loading = ref(false)
   const loaded = ref(false)
-  const error = ref('')
+  const error = liveText()
   let generation = 0
 
   const page = computed(() => cursors.value.length)
@@ -49,7 +50,7 @@ export function useCalls(filters, { pageSize = PAGE_SIZE } = {}) {
       loaded.value = true
     } catch (e) {
       if (mine !== generation) return
-      error.value = errorMessage(e)
+      error.value = () => errorMessage(e)
     } finally {
       if (mine === generation) loading.value = false
     }

@@ -1,6 +1,6 @@
 import { reactive, ref } from 'vue'
 import { calls } from '../api/calls.js'
-import { errorMessage } from '../api/http.js'
+import { errorMessage } from '../i18n/errors.js'
 
 let nextId = 1
 
@@ -21,7 +21,7 @@ export function useUploads({ concurrency = 2, upload = calls.upload } = {}) {
           metadata,
           state: 'queued', // queued | uploading | done | error | cancelled
           progress: 0,
-          error: '',
+          error: null, // () => the reason it failed, in the language of the moment
           call: null,
           controller: null,
         }),
@@ -59,7 +59,7 @@ export function useUploads({ concurrency = 2, upload = calls.upload } = {}) {
     } catch (e) {
       if (item.state === 'cancelled') return
       item.state = 'error'
-      item.error = errorMessage(e)
+      item.error = () => errorMessage(e)
     } finally {
       item.controller = null
     }
@@ -74,7 +74,7 @@ export function useUploads({ concurrency = 2, upload = calls.upload } = {}) {
 
   function retry(item) {
     if (item.state === 'error' || item.state === 'cancelled') {
-      Object.assign(item, { state: 'queued', progress: 0, error: '' })
+      Object.assign(item, { state: 'queued', progress: 0, error: null })
       pump()
     }
   }

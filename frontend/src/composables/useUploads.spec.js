@@ -31,10 +31,10 @@ describe('useUploads', () => {
     expect(files.value[0].state).toBe('done')
     expect(files.value[0].call.id).toBe('call-a')
     expect(files.value[2].state).toBe('uploading') // the queue moved on
-    pending['b.wav'].reject({ response: { status: 415, data: { error: { message: 'not a supported audio format' } } } })
+    pending['b.wav'].reject({ response: { status: 415, data: { error: { code: 'unsupported_media_type', message: 'not a supported audio format' } } } })
     await new Promise((r) => setTimeout(r, 0))
     expect(files.value[1].state).toBe('error')
-    expect(files.value[1].error).toBe('not a supported audio format')
+    expect(files.value[1].error()).toBe('This is not a supported audio format: not a supported audio format')
   })
 
   it('uses the external id only for a single file', async () => {

@@ -53,7 +53,7 @@ describe('CallDetailPage', () => {
   it('shows the failure, the timeline and the attempts', async () => {
     const wrapper = await mountAs('viewer')
     expect(wrapper.text()).toContain('Failed at call-ai')
-    expect(wrapper.text()).toContain('ai unavailable')
+    expect(wrapper.text()).toContain('AI unavailable')
     expect(wrapper.findAll('.timeline__item')).toHaveLength(2)
     expect(wrapper.get('[data-testid=attempts]').text()).toContain('HTTP 503')
   })
@@ -80,7 +80,7 @@ describe('CallDetailPage', () => {
 
   it('shows a refused repair as an error', async () => {
     const wrapper = await mountAs('admin')
-    calls.replayDelivery.mockRejectedValue({ response: { status: 409, data: { error: { message: 'this delivery is still being attempted' } } } })
+    calls.replayDelivery.mockRejectedValue({ response: { status: 409, data: { error: { code: 'delivery_pending', message: 'this delivery is still being attempted' } } } })
     await button(wrapper, 'Replay').trigger('click')
     await button(wrapper, 'Replay').trigger('click')
     await flushPromises()

@@ -6,6 +6,7 @@ vi.mock('../api/calls.js', () => ({ stats: { get: vi.fn() } }))
 const { stats } = await import('../api/calls.js')
 const { setTokens } = await import('../api/session.js')
 const { createAppRouter } = await import('../router.js')
+const { setLocale } = await import('../i18n/index.js')
 const { default: DashboardPage } = await import('./DashboardPage.vue')
 
 const STATS = {
@@ -36,9 +37,29 @@ describe('DashboardPage', () => {
     expect(wrapper.get('[data-testid=tile-received]').text()).toBe('16')
     expect(wrapper.get('[data-testid=tile-dead]').text()).toBe('2')
     expect(wrapper.findAll('svg rect').length).toBe(6)
-    expect(wrapper.text()).toContain('call-ai: ai rejected')
-    expect(wrapper.text()).toContain('p95 9.0 s')
+    expect(wrapper.text()).toContain('call-ai: AI rejected the recording')
+    expect(wrapper.text()).toContain('p95 9.0 sec')
     expect(wrapper.text()).toContain('crm')
+  })
+
+  it('speaks Russian, numbers and latencies written the Russian way', async () => {
+    setTokens({ access_token: 'a', refresh_token: 'r', role: 'viewer' }, 'v')
+    setLocale('ru', { remember: false })
+    stats.get.mockResolvedValue(STATS)
+    const router = createAppRouter(createMemoryHistory())
+    const wrapper = mount(DashboardPage, { global: { plugins: [router] } })
+    await flushPromises()
+    expect(wrapper.get('h1').text()).toBe('Обзор')
+    expect(wrapper.get('[data-testid=tile-minutes]').text()).toBe('42,5')
+    expect(wrapper.text()).toContain('получено звонков')
+    expect(wrapper.text()).toContain('call-ai: ИИ отклонил запись')
+    expect(wrapper.text()).toContain('p95 9,0 с')
+    expect(wrapper.findAll('#window option').map((o) => o.text())).toEqual([
+      'За последние 6 часов', 'За последние 24 часа', 'За последние 7 дней',
+    ])
+    expect(wrapper.get('svg').attributes('aria-label')).toBe('Звонки по часам, по текущему статусу: всего 16, 2 столбца')
+    // the chart's legend names the statuses in Russian
+    expect(wrapper.findAll('.legend li').map((li) => li.text())).toContain('Доставлен')
   })
 
   it('shows an error with a way to try again', async () => {

@@ -38,7 +38,7 @@ describe('SignInPage', () => {
   })
 
   it('says when the password is wrong and clears it', async () => {
-    signIn.mockRejectedValue({ response: { status: 401, data: { error: { message: 'invalid credentials' } } } })
+    signIn.mockRejectedValue({ response: { status: 401, data: { error: { code: 'invalid_credentials', message: 'invalid credentials' } } } })
     const { wrapper } = await mountAt('/login')
     await wrapper.get('#username').setValue('olga')
     await wrapper.get('#password').setValue('nope')
