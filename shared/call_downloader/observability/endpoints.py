@@ -175,6 +175,9 @@ def install(function: str | None = None) -> None:
     if app.config.get("CALLDL_INSTRUMENTED"):
         return
     app.config["CALLDL_INSTRUMENTED"] = name
+    from call_downloader.http.errors import json_client_errors
+
+    json_client_errors(app)  # an unknown path answers in the API's JSON, like every error
     app.before_request(lambda: _before(name))
     app.after_request(_after)
     app.teardown_request(_teardown)
