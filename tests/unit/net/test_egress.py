@@ -129,9 +129,7 @@ def test_unset_means_no_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert check_url(PUBLIC_HOOK, policy=Policy.destination(), resolver=no_resolution).addresses
 
 
-def test_allowed_loopback_is_reached(
-    monkeypatch: pytest.MonkeyPatch, http_server
-) -> None:  # type: ignore[no-untyped-def]
+def test_allowed_loopback_is_reached(monkeypatch: pytest.MonkeyPatch, http_server) -> None:  # type: ignore[no-untyped-def]
     @http_server.route("/hook")
     def hook(handler) -> None:  # type: ignore[no-untyped-def]
         handler.send_response(204)
