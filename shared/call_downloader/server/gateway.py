@@ -111,6 +111,8 @@ class Gateway:
                 },
             )
         target = (self.ui_dir / path.lstrip("/")).resolve()
+        if target.is_dir():
+            target = target / "index.html"  # /docs: the API reference page beside the app
         if not target.is_relative_to(self.ui_dir.resolve()) or not target.is_file():
             target = self.ui_dir / "index.html"  # single-page app: the router handles it
         data = target.read_bytes()
