@@ -12,7 +12,7 @@ together with `since`).
 The server runs with EGRESS_ALLOWLIST=127.0.0.0/8 and no AUDIO_URL_ALLOWLIST: the URLs the
 fuzzer makes up (audio_url, destination URLs) never leave loopback, and names are refused
 without a DNS query. The seed is printed (FUZZ_SEED=<seed> repeats a run); FUZZ_EXAMPLES sets
-the examples per operation.
+the examples per operation, FUZZ_MODE=embedded the embedded mode (SQLite, no broker).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 RUN_LIMIT_SECONDS = 900
 PASSWORD = "fuzz-password-123"
 LOGOUT_SESSIONS = 6
+# "services" (PostgreSQL, Redis, RabbitMQ) in make test; FUZZ_MODE=embedded fuzzes the
+# embedded mode by hand.
+MODE = os.environ.get("FUZZ_MODE", "services")
 
 
 def login(url: str, username: str, password: str) -> str:
@@ -61,6 +64,7 @@ def fuzz_server(tmp_path, database_url, db):  # type: ignore[no-untyped-def]
         database_url,
         ai,
         receiver,
+        mode=MODE,
         EGRESS_ALLOWLIST="127.0.0.0/8",
         AUDIO_URL_ALLOWLIST="",
     )
