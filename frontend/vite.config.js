@@ -1,11 +1,12 @@
 import { defineConfig } from 'vite'
 import vue from '@vitejs/plugin-vue'
+import openapi from './openapi-plugin.js'
 
 // `npm run dev` proxies the API to a local `make run` server (PORT 8080 by default).
 const apiTarget = process.env.API_TARGET || 'http://127.0.0.1:8080'
 
 export default defineConfig({
-  plugins: [vue()],
+  plugins: [vue(), openapi()],
   // vue-i18n's build flags: the Composition API only, messages compiled in the browser without
   // eval (the CSP allows no 'unsafe-eval'), no devtools in production.
   define: {

@@ -118,6 +118,8 @@ class Receiver(_Server):
                 self.bad_signatures += 1
             return Response("bad signature", 401)(environ, start_response)
         payload = json.loads(body)
+        if payload.get("type") == "test":  # a destination test (no call attached)
+            return Response("", 204)(environ, start_response)
         with self._lock:
             self.posts += 1
             if self._rng.random() < self.fail_rate:

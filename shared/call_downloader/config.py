@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     download_timeout_seconds: float = 300.0
     audio_url_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
+    # When set, every outbound connection (downloads, the AI, webhooks, destination tests)
+    # goes only to these hosts and CIDR ranges, whatever else allows it (net.ssrf.Egress).
+    egress_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Public base URL the AI uses to post asynchronous results back (SPEC 3.2).
     public_base_url: str = "http://127.0.0.1:8080"
@@ -131,6 +134,15 @@ class Settings(BaseSettings):
     @classmethod
     def _allowlist(cls, value: object) -> tuple[str, ...]:
         return _parse_list(value)
+
+    @field_validator("egress_allowlist", mode="before")
+    @classmethod
+    def _egress(cls, value: object) -> tuple[str, ...]:
+        entries = _parse_list(value)
+        from call_downloader.net.ssrf import Egress
+
+        Egress(entries)  # a bad entry stops the process at start, not a request later
+        return entries
 
     @field_validator("ai_protocol", "event_transport", "cache", "rabbitmq_dead_lettering")
     @classmethod

@@ -74,6 +74,8 @@ def running_gateway(tools: Path, tmp: Path, down: str | None = None) -> Iterator
     (html / "assets").mkdir(parents=True)
     (html / "index.html").write_text("<!doctype html><title>ui</title>", encoding="utf-8")
     (html / "assets" / "app-1234.js").write_text("console.log(1)", encoding="utf-8")
+    (html / "docs").mkdir()
+    (html / "docs" / "index.html").write_text("<!doctype html><title>api</title>", "utf-8")
     stubs = {name: stub(name) for name in UPSTREAMS if name != down}
     env = {f"{n.upper()}_URL": f"http://127.0.0.1:{s.server_address[1]}" for n, s in stubs.items()}
     if down:
@@ -175,6 +177,7 @@ CASES = [
     ("GET", "/api/v1/destinations", "calls"),
     ("PATCH", "/api/v1/destinations/1", "calls"),
     ("GET", "/api/v2/anything", "calls"),
+    ("GET", "/api/v1/openapi.json", "calls"),
 ]
 
 
@@ -214,6 +217,34 @@ def test_ui_and_health(gateway: dict) -> None:
     assert status == 200 and "max-age" in headers["cache-control"]
     status, _, _ = request(gateway, "GET", "/assets/missing.js")
     assert status == 404
+
+
+@pytest.mark.parametrize("path", ["/docs", "/docs/"])
+def test_the_api_reference_page(gateway: dict, path: str) -> None:
+    status, _, body = request(gateway, "GET", path)
+    assert status == 200 and b"<title>api</title>" in body
+
+
+def test_health_takes_get_only(gateway: dict) -> None:
+    status, headers, body = request(gateway, "POST", "/healthz", b"x")
+    assert status == 405 and json.loads(body)["error"]["code"] == "method_not_allowed"
+    assert headers["allow"] == "GET, HEAD"
+
+
+def test_make_run_serves_the_same_pages(tmp_path: Path) -> None:
+    from werkzeug.test import Client
+
+    from call_downloader.server.gateway import Gateway
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "index.html").write_text("<title>ui</title>", "utf-8")
+    (tmp_path / "docs" / "index.html").write_text("<title>api</title>", "utf-8")
+    client = Client(Gateway({}, tmp_path))
+    for path in ("/docs", "/docs/"):
+        assert b"<title>api</title>" in client.get(path).data
+    assert b"<title>ui</title>" in client.get("/calls/1").data
+    assert client.post("/healthz").status_code == 405
+    assert client.get("/healthz").status_code == 200
 
 
 def test_an_unreachable_function_answers_in_the_api_error_format(

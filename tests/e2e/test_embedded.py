@@ -57,3 +57,23 @@ def test_killed_mid_flight_resumes_after_restart_and_delivers_once(
         assert r.status_code == 200 and r.json()["id"] == ids[0]
     finally:
         stop_server(again)
+
+
+def test_the_dashboard_numbers_in_embedded_mode(tmp_path, database_url, db, fake_ai, receiver):
+    # SQLite has neither date_trunc nor percentile_cont: /api/v1/stats computes them its way.
+    srv = start_server(tmp_path, database_url, fake_ai, receiver, "embedded")
+    try:
+        ids = [post(srv, make_fixture(kind), f"stats-{kind}") for kind in CORE_KINDS[:3]]
+        for call_id in ids:
+            wait_for(lambda c=call_id: srv.call(c)["status"] == "delivered", timeout=120)
+        answer = httpx.get(f"{srv.url}/api/v1/stats", headers=srv.headers(), timeout=30)
+        assert answer.status_code == 200, answer.text
+        stats = answer.json()
+        assert stats["totals"]["delivered"] == 3
+        assert sum(h["counts"]["delivered"] for h in stats["calls_per_hour"]) == 3
+        total = stats["latencies"]["total"]
+        assert total["count"] == 3
+        assert 0 <= total["p50"] <= total["p95"] <= total["max"]
+        assert total["mean"] > 0
+    finally:
+        stop_server(srv)

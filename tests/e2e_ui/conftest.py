@@ -44,7 +44,14 @@ def _ui_is_stale() -> bool:
     if not index.exists():
         return True
     built = index.stat().st_mtime
-    sources = [FRONTEND / "index.html", FRONTEND / "package-lock.json", *FRONTEND.glob("src/**/*")]
+    sources = [
+        FRONTEND / "index.html",
+        FRONTEND / "docs" / "index.html",
+        FRONTEND / "package-lock.json",
+        *FRONTEND.glob("*.js"),  # the build's configuration
+        ROOT / "shared" / "call_downloader" / "api" / "openapi.yaml",  # the API client's source
+        *FRONTEND.glob("src/**/*"),
+    ]
     return any(p.is_file() and p.stat().st_mtime > built for p in sources)
 
 

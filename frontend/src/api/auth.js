@@ -1,26 +1,40 @@
-import { http } from './http.js'
+import {
+  createApiKey,
+  createToken,
+  createUser,
+  deleteUser,
+  getMe,
+  listApiKeys,
+  listAudit,
+  listUsers,
+  logout,
+  resetPassword,
+  revokeApiKey,
+  updateUser,
+} from 'virtual:openapi'
+import { send } from './request.js'
 import { clearSession, session, setIdentity, setTokens } from './session.js'
 
-const AUTH = '/api/v1/auth'
+const data = (response) => response.data
 
 export async function signIn(username, password) {
   const body = new URLSearchParams({ grant_type: 'password', username, password })
-  const { data } = await http.post(`${AUTH}/token`, body)
-  setTokens(data, username.trim().toLowerCase())
+  const { data: tokens } = await send(createToken, { body })
+  setTokens(tokens, username.trim().toLowerCase())
   try {
-    const me = await http.get(`${AUTH}/me`)
+    const me = await send(getMe)
     setIdentity(me.data)
   } catch {
     // the token works (we just got it); the name from the form is good enough
   }
-  return data
+  return tokens
 }
 
 export async function signOut() {
   const refresh = session.refreshToken
   try {
     if (session.accessToken) {
-      await http.post(`${AUTH}/logout`, new URLSearchParams(refresh ? { refresh_token: refresh } : {}))
+      await send(logout, { body: new URLSearchParams(refresh ? { refresh_token: refresh } : {}) })
     }
   } catch {
     // signing out locally is what matters; the server session expires anyway
@@ -30,25 +44,27 @@ export async function signOut() {
 }
 
 export async function whoAmI() {
-  const { data } = await http.get(`${AUTH}/me`)
-  setIdentity(data)
-  return data
+  const { data: me } = await send(getMe)
+  setIdentity(me)
+  return me
 }
 
+const user = (id) => ({ user_id: id })
+
 export const users = {
-  list: (params) => http.get(`${AUTH}/users`, { params }).then((r) => r.data),
-  create: (body) => http.post(`${AUTH}/users`, body).then((r) => r.data),
-  update: (id, body) => http.patch(`${AUTH}/users/${id}`, body).then((r) => r.data),
-  remove: (id) => http.delete(`${AUTH}/users/${id}`),
-  resetPassword: (id, password) => http.post(`${AUTH}/users/${id}/password`, { password }),
+  list: (params) => send(listUsers, { query: params }).then(data),
+  create: (body) => send(createUser, { body }).then(data),
+  update: (id, body) => send(updateUser, { path: user(id), body }).then(data),
+  remove: (id) => send(deleteUser, { path: user(id) }),
+  resetPassword: (id, password) => send(resetPassword, { path: user(id), body: { password } }),
 }
 
 export const apiKeys = {
-  list: (params) => http.get(`${AUTH}/api-keys`, { params }).then((r) => r.data),
-  create: (body) => http.post(`${AUTH}/api-keys`, body).then((r) => r.data),
-  revoke: (id) => http.delete(`${AUTH}/api-keys/${id}`),
+  list: (params) => send(listApiKeys, { query: params }).then(data),
+  create: (body) => send(createApiKey, { body }).then(data),
+  revoke: (id) => send(revokeApiKey, { path: { key_id: id } }),
 }
 
 export const audit = {
-  list: (params) => http.get(`${AUTH}/audit`, { params }).then((r) => r.data),
+  list: (params) => send(listAudit, { query: params }).then(data),
 }

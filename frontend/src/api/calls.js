@@ -1,6 +1,24 @@
-import { http } from './http.js'
+import {
+  createCall,
+  createDestination,
+  getCall,
+  getCallAudioLink,
+  getStats,
+  listCalls,
+  listDeadLetters,
+  listDestinations,
+  listSources,
+  replayDeadLetters,
+  replayDelivery,
+  rerunAi,
+  retryCall,
+  rotateDestinationSecret,
+  testDestination,
+  updateDestination,
+} from 'virtual:openapi'
+import { send } from './request.js'
 
-const API = '/api/v1'
+const data = (response) => response.data
 
 // Drop empty filters so the URL carries only what was chosen.
 export function cleanParams(params) {
@@ -9,45 +27,46 @@ export function cleanParams(params) {
   )
 }
 
+const call = (id) => ({ call_id: id })
+const destination = (id) => ({ dest_id: id })
+
 export const calls = {
-  list: (params) => http.get(`${API}/calls`, { params: cleanParams(params) }).then((r) => r.data),
-  get: (id) => http.get(`${API}/calls/${encodeURIComponent(id)}`).then((r) => r.data),
-  audioLink: (id) => http.get(`${API}/calls/${encodeURIComponent(id)}/audio-link`).then((r) => r.data),
-  retry: (id) => http.post(`${API}/calls/${encodeURIComponent(id)}/retry`).then((r) => r.data),
-  rerunAi: (id) => http.post(`${API}/calls/${encodeURIComponent(id)}/rerun-ai`).then((r) => r.data),
-  replayDelivery: (webhookId) =>
-    http.post(`${API}/deliveries/${encodeURIComponent(webhookId)}/replay`).then((r) => r.data),
-  sources: () => http.get(`${API}/sources`).then((r) => r.data),
+  list: (params) => send(listCalls, { query: cleanParams(params) }).then(data),
+  get: (id) => send(getCall, { path: call(id) }).then(data),
+  audioLink: (id) => send(getCallAudioLink, { path: call(id) }).then(data),
+  retry: (id) => send(retryCall, { path: call(id) }).then(data),
+  rerunAi: (id) => send(rerunAi, { path: call(id) }).then(data),
+  replayDelivery: (webhookId) => send(replayDelivery, { path: { delivery_id: webhookId } }).then(data),
+  sources: () => send(listSources).then(data),
   upload(file, { externalId, metadata, onProgress, signal } = {}) {
     const form = new FormData()
     if (externalId) form.append('external_id', externalId)
     if (metadata) form.append('metadata', metadata)
     form.append('file', file, file.name)
-    return http
-      .post(`${API}/calls`, form, {
-        signal,
-        timeout: 0, // large recordings take their time; progress shows it is alive
-        onUploadProgress: (event) => {
-          if (onProgress) onProgress(event.total ? event.loaded / event.total : null, event)
-        },
-      })
-      .then((r) => r.data)
+    return send(createCall, {
+      body: form,
+      signal,
+      timeout: 0, // large recordings take their time; progress shows it is alive
+      onUploadProgress: (event) => {
+        if (onProgress) onProgress(event.total ? event.loaded / event.total : null, event)
+      },
+    }).then(data)
   },
 }
 
 export const destinations = {
-  list: () => http.get(`${API}/destinations`).then((r) => r.data),
-  create: (body) => http.post(`${API}/destinations`, body).then((r) => r.data),
-  update: (id, body) => http.patch(`${API}/destinations/${id}`, body).then((r) => r.data),
-  rotate: (id, body) => http.post(`${API}/destinations/${id}/rotate-secret`, body).then((r) => r.data),
-  test: (id) => http.post(`${API}/destinations/${id}/test`).then((r) => r.data),
+  list: () => send(listDestinations).then(data),
+  create: (body) => send(createDestination, { body }).then(data),
+  update: (id, body) => send(updateDestination, { path: destination(id), body }).then(data),
+  rotate: (id, body) => send(rotateDestinationSecret, { path: destination(id), body }).then(data),
+  test: (id) => send(testDestination, { path: destination(id) }).then(data),
 }
 
 export const deadLetters = {
-  list: (params) => http.get(`${API}/dead-letters`, { params: cleanParams(params) }).then((r) => r.data),
-  replay: (body) => http.post(`${API}/dead-letters/replay`, cleanParams(body)).then((r) => r.data),
+  list: (params) => send(listDeadLetters, { query: cleanParams(params) }).then(data),
+  replay: (body) => send(replayDeadLetters, { body: cleanParams(body) }).then(data),
 }
 
 export const stats = {
-  get: (params) => http.get(`${API}/stats`, { params: cleanParams(params) }).then((r) => r.data),
+  get: (params) => send(getStats, { query: cleanParams(params) }).then(data),
 }

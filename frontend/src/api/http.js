@@ -2,6 +2,7 @@
 // here and only here: refresh once (shared by all requests waiting on it), retry, and when the
 // session cannot be renewed, end it and tell the app (which shows the sign-in page).
 import axios from 'axios'
+import { createToken, logout, refreshToken } from 'virtual:openapi'
 import { clearSession, session, setTokens } from './session.js'
 
 let expiredHandler = () => {}
@@ -11,8 +12,8 @@ export function onSessionExpired(handler) {
   expiredHandler = handler
 }
 
-const ANONYMOUS_PATHS = ['/api/v1/auth/token', '/api/v1/auth/refresh']
-const AUTH_PATHS = [...ANONYMOUS_PATHS, '/api/v1/auth/logout']
+const ANONYMOUS_PATHS = [createToken.path, refreshToken.path]
+const AUTH_PATHS = [...ANONYMOUS_PATHS, logout.path]
 
 export function createHttp(options = {}) {
   const instance = axios.create({ timeout: 30000, ...options })
@@ -53,7 +54,7 @@ function refreshOnce(instance) {
   if (!refreshing) {
     const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: session.refreshToken })
     refreshing = instance
-      .post('/api/v1/auth/refresh', body)
+      .post(refreshToken.path, body)
       .then((r) => setTokens(r.data))
       .finally(() => {
         refreshing = null

@@ -8,6 +8,9 @@ const { setTokens, clearSession } = await import('../api/session.js')
 const { createAppRouter } = await import('../router.js')
 const { default: SignInPage } = await import('./SignInPage.vue')
 
+// The next page is imported lazily: on a loaded machine that takes longer than waitFor's 1 s.
+const WAIT = { timeout: 15000 }
+
 async function mountAt(path) {
   const router = createAppRouter(createMemoryHistory())
   router.push(path)
@@ -34,7 +37,7 @@ describe('SignInPage', () => {
     await flushPromises()
     expect(signIn).toHaveBeenCalledWith('olga', 'secret-password')
     // the next page loads lazily
-    await vi.waitFor(() => expect(router.currentRoute.value.fullPath).toBe('/calls?status=failed'))
+    await vi.waitFor(() => expect(router.currentRoute.value.fullPath).toBe('/calls?status=failed'), WAIT)
   })
 
   it('says when the password is wrong and clears it', async () => {
@@ -56,6 +59,6 @@ describe('SignInPage', () => {
     await wrapper.get('#password').setValue('pw')
     await wrapper.get('form').trigger('submit')
     await flushPromises()
-    await vi.waitFor(() => expect(router.currentRoute.value.name).toBe('dashboard'))
+    await vi.waitFor(() => expect(router.currentRoute.value.name).toBe('dashboard'), WAIT)
   })
 })

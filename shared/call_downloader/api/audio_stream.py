@@ -140,9 +140,7 @@ def audio(request: flask.Request, call_id: str) -> Any:
     cid = params.path_uuid(call_id, "call")
     token = args.get("access")
     identity = _identity_from_link(token, cid) if token else require(request, *READERS)
-    download = args.get("download", "") in ("1", "true")
-    if args.get("download", "") not in ("", "0", "1", "true", "false"):
-        raise params.bad("download", "must be true or false")
+    download = params.boolean(args, "download", False)
 
     with unit_of_work() as session:
         call = _visible_call(session, identity, cid)

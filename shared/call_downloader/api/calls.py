@@ -7,6 +7,9 @@ their routes on the same router (audio, repairs, destinations, dead letters, sta
     GET /api/v1/calls/<id>       one call with result, deliveries, attempts and timeline
     GET /api/v1/sources          the accounts calls come from (for the list's filter)
 
+It also serves the API's description (`api.openapi`: GET /api/v1/openapi.json): every /api/v1
+path the other functions do not own is this function's.
+
 A `source` sees only its own calls; to it, others' calls do not exist (404).
 """
 
@@ -23,7 +26,15 @@ import flask
 from sqlalchemy import ColumnElement, Text, cast, exists, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from call_downloader.api import audio_stream, dead_letters, destinations, params, repairs, stats
+from call_downloader.api import (
+    audio_stream,
+    dead_letters,
+    destinations,
+    openapi,
+    params,
+    repairs,
+    stats,
+)
 from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import Call, CallStatus, Role, User
 from call_downloader.http.errors import ApiError
@@ -199,7 +210,7 @@ def list_calls(request: flask.Request) -> Any:
     if sort not in SORTS:
         raise params.bad("sort", f"must be one of: {', '.join(SORTS)}")
     limit = params.integer(args, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    want_counts = args.get("counts", "true") not in ("false", "0")
+    want_counts = params.boolean(args, "counts", True)
     key = SORT_KEYS[sort.lstrip("-")]
     descending = sort.startswith("-")
     expr = key.expression()
@@ -264,5 +275,6 @@ def list_sources(request: flask.Request) -> Any:
     return {"items": [{"id": str(i), "username": n, "role": r} for i, n, r in rows]}
 
 
-for _module in (audio_stream, repairs, destinations, dead_letters, stats):
+for _module in (audio_stream, repairs, destinations, dead_letters, stats, openapi):
     _module.register(router)
+router.also_served("/api/v1/calls", ["POST"])  # uploads: the ingest function's

@@ -62,6 +62,16 @@ def integer(params: dict[str, str], name: str, default: int, lo: int, hi: int) -
     return int(raw)
 
 
+def boolean(params: dict[str, str], name: str, default: bool) -> bool:
+    """`true`/`1` or `false`/`0`; empty or absent: `default`."""
+    raw = params.get(name, "")
+    if raw == "":
+        return default
+    if raw not in ("true", "false", "1", "0"):
+        raise bad(name, "must be true or false")
+    return raw in ("true", "1")
+
+
 def parse_datetime(raw: str, name: str) -> datetime:
     if not _DATE_RE.match(raw):
         raise bad(name, "must be an ISO 8601 date or date-time, e.g. 2026-01-31T12:00:00Z")

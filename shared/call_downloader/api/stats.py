@@ -57,8 +57,50 @@ def _window(args: dict[str, str]) -> tuple[datetime, datetime]:
     return since, until
 
 
-def _seconds(start: Any, end: Any) -> ColumnElement[float]:
+def _seconds(start: Any, end: Any, sqlite: bool) -> ColumnElement[float]:
+    if sqlite:  # embedded mode: no interval arithmetic, Julian days instead
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
     return extract("epoch", end - start)
+
+
+def _hour(sqlite: bool) -> ColumnElement[Any]:
+    if sqlite:  # stored as UTC text: the hour is its first 13 characters
+        return func.strftime("%Y-%m-%d %H:00:00", Call.received_at).label("hour")
+    # Bucket in UTC whatever the session's TimeZone is (timezone() gives UTC wall time).
+    return func.date_trunc("hour", func.timezone("UTC", Call.received_at)).label("hour")
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
+    at = fraction * (len(ordered) - 1)
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
+def _latency(session: Any, seconds: ColumnElement[float], where: Any, sqlite: bool) -> Any:
+    """count, mean, p50, p95 and max of `seconds` over the rows `where` selects."""
+    if not sqlite:
+        return session.execute(
+            select(
+                func.count(seconds),
+                func.avg(seconds),
+                func.percentile_cont(0.5).within_group(seconds),
+                func.percentile_cont(0.95).within_group(seconds),
+                func.max(seconds),
+            ).where(*where)
+        ).one()
+    # SQLite has no percentile_cont; the embedded mode's few rows are summed up here.
+    ordered = sorted(float(v) for v in session.scalars(select(seconds).where(*where)))
+    if not ordered:
+        return 0, None, None, None, None
+    return (
+        len(ordered),
+        sum(ordered) / len(ordered),
+        _percentile(ordered, 0.5),
+        _percentile(ordered, 0.95),
+        ordered[-1],
+    )
 
 
 def get_stats(request: flask.Request) -> Any:
@@ -67,8 +109,8 @@ def get_stats(request: flask.Request) -> Any:
     since, until = _window(args)
     in_window = (Call.received_at >= since, Call.received_at < until)
     with unit_of_work() as session:
-        # Bucket in UTC whatever the session's TimeZone is (timezone() gives UTC wall time).
-        hour = func.date_trunc("hour", func.timezone("UTC", Call.received_at)).label("hour")
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        hour = _hour(sqlite)
         per_hour: dict[str, dict[str, int]] = {}
         cursor = since.replace(minute=0, second=0, microsecond=0)
         while cursor < until:
@@ -77,21 +119,15 @@ def get_stats(request: flask.Request) -> Any:
         for bucket, status, n in session.execute(
             select(hour, Call.status, func.count()).where(*in_window).group_by(hour, Call.status)
         ):
+            if isinstance(bucket, str):
+                bucket = datetime.fromisoformat(bucket)
             key = bucket.replace(tzinfo=UTC).isoformat()
             per_hour.setdefault(key, dict.fromkeys(CallStatus.ALL, 0))[status] = n
 
         latencies = {}
         for stage, (start, end) in STAGES.items():
-            seconds = _seconds(start, end)
-            row = session.execute(
-                select(
-                    func.count(seconds),
-                    func.avg(seconds),
-                    func.percentile_cont(0.5).within_group(seconds),
-                    func.percentile_cont(0.95).within_group(seconds),
-                    func.max(seconds),
-                ).where(*in_window, start.is_not(None), end.is_not(None))
-            ).one()
+            where = (*in_window, start.is_not(None), end.is_not(None))
+            row = _latency(session, _seconds(start, end, sqlite), where, sqlite)
             latencies[stage] = {
                 "count": int(row[0] or 0),
                 "mean": _num(row[1]),

@@ -63,3 +63,17 @@ def install_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
         return error_response(500, "internal_error", "internal error")
+
+
+def json_client_errors(app: Flask) -> None:
+    """Make `app`'s own 4xx answers (no route for a path, a method the route does not take)
+    JSON in the API's shape instead of Flask's HTML pages. Server errors keep
+    functions-framework's handling (its crash header)."""
+
+    def _client_error(exc: HTTPException) -> Response | HTTPException:
+        if exc.code is None or exc.code >= 500:
+            return exc
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code, code, exc.description or exc.name or "error")
+
+    app.register_error_handler(HTTPException, _client_error)

@@ -28,6 +28,9 @@ class Router:
         self.name = name
         self._map = Map(strict_slashes=False, merge_slashes=False)
         self._views: dict[str, View] = {}
+        # (rule, methods) as declared: what the API description must list (tests compare).
+        self.declared: list[tuple[str, tuple[str, ...]]] = []
+        self._served_elsewhere: dict[str, frozenset[str]] = {}
         self.route("/healthz", methods=["GET"])(_healthz)
         self.route("/readyz", methods=["GET"])(_readyz)
 
@@ -36,9 +39,15 @@ class Router:
             endpoint = f"{view.__module__}.{view.__qualname__}:{rule}"
             self._map.add(Rule(rule, endpoint=endpoint, methods=methods))
             self._views[endpoint] = view
+            self.declared.append((rule, tuple(methods)))
             return view
 
         return register
+
+    def also_served(self, path: str, methods: list[str]) -> None:
+        """`methods` of `path` are another function's (the gateway sends them there): a 405
+        here names them in `Allow` too."""
+        self._served_elsewhere[path] = frozenset(methods)
 
     def __call__(self, request: flask.Request) -> Any:
         response = flask.make_response(self._dispatch(request))
@@ -56,7 +65,8 @@ class Router:
         except NotFound:
             return error_response(404, "not_found", "no such endpoint")
         except MethodNotAllowed as exc:
-            allowed = ", ".join(sorted(exc.valid_methods or []))
+            elsewhere = self._served_elsewhere.get(request.path.rstrip("/") or "/", frozenset())
+            allowed = ", ".join(sorted({*(exc.valid_methods or []), *elsewhere}))
             return error_response(
                 405, "method_not_allowed", "method not allowed", {"Allow": allowed}
             )

@@ -16,6 +16,11 @@ Two policies (SPEC 3.1, 3.4):
   unique-local) are allowed; link-local, cloud metadata, unspecified, multicast, broadcast and
   reserved addresses are not.
 
+Above both, `EGRESS_ALLOWLIST` (`Egress`), when set, confines every outbound connection of the
+product (downloads, the AI, webhooks, destination tests) to the host names, addresses and CIDR
+ranges it lists: `check_url` refuses anything else before resolving it, and the HTTP clients of
+`net.transport` refuse it again before connecting.
+
 Numeric host spellings that libc's `inet_aton` (and so `getaddrinfo`) accepts — `127.1`,
 `2130706433`, `0x7f000001`, `0177.0.0.1`, `0x7f.0.0.1` — are normalised the same way (the WHATWG
 URL standard's IPv4 parser, which mirrors `inet_aton`) and the resulting address is checked and
@@ -312,13 +317,78 @@ class Policy:
         return f"{category} addresses are not allowed"
 
 
+class Egress:
+    """`EGRESS_ALLOWLIST`: the only places outbound connections may go, whatever a policy says.
+
+    Entries are host names (`ai.corp`, `*.corp`), addresses or CIDR ranges (`127.0.0.0/8`). A
+    host name passes when it is listed; an address (a literal in the URL, or the address a
+    listed name was pinned to) when a listed range holds it. A name that is not listed is
+    refused as it is, never resolved to be judged: a locked-down deployment names what it talks
+    to, and refusing needs no DNS query."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        try:
+            self._list = Policy(name="egress", internal_allowed=False, allowlist=entries)
+        except ValueError:
+            bad = next(e for e in entries if not _valid_entry(e))
+            raise ValueError(
+                f"EGRESS_ALLOWLIST entry {bad!r} is not a host name, address or CIDR range"
+            ) from None
+
+    def refusal(self, host: str, pinned_name: str | None = None) -> str | None:
+        """Why a connection to `host` (a normalised name or address) may not be made, or
+        None. `pinned_name`: the name `host` was resolved from by `check_url`."""
+        address = _literal_address(host)
+        if address is None:
+            allowed = self._list.host_allowlisted(host)
+        else:
+            allowed = self._list.address_allowlisted(address) or (
+                pinned_name is not None and self._list.host_allowlisted(pinned_name)
+            )
+        return None if allowed else "the host is not in EGRESS_ALLOWLIST"
+
+
+def _valid_entry(raw: str) -> bool:
+    try:
+        Policy(name="check", internal_allowed=False, allowlist=[raw])
+    except ValueError:
+        return False
+    return True
+
+
+_egress_cache: tuple[tuple[str, ...], Egress | None] = ((), None)
+
+
+def egress() -> Egress | None:
+    """The configured `EGRESS_ALLOWLIST`, or None when it is not set (no limit)."""
+    global _egress_cache
+    from call_downloader.config import get_settings
+
+    entries = get_settings().egress_allowlist
+    cached_entries, cached = _egress_cache
+    if entries != cached_entries or (entries and cached is None):
+        cached = Egress(entries) if entries else None
+        _egress_cache = (entries, cached)
+    return cached
+
+
+def egress_refusal(host: str, pinned_name: str | None = None) -> str | None:
+    """Why `EGRESS_ALLOWLIST` refuses a connection to `host`, or None (allowed, or not set)."""
+    limit = egress()
+    return limit.refusal(host, pinned_name) if limit is not None else None
+
+
 def check_url(url: str, *, policy: Policy, resolver: Resolver | None = None) -> Target:
     """Parse, normalise, resolve and judge `url`; return the target pinned to checked addresses.
 
     Raises ForbiddenTarget (malformed URL, refused host or address) or UnresolvableTarget.
     `resolver(host, port)` returns address strings; the default uses `socket.getaddrinfo`.
+    A host outside `EGRESS_ALLOWLIST` is refused before anything else, unresolved.
     """
     target = parse_url(url)
+    outside = egress_refusal(target.host)
+    if outside:
+        raise ForbiddenTarget(outside)
     if _is_metadata_name(target.host):
         raise ForbiddenTarget("cloud metadata hosts are not allowed")
 

@@ -7,6 +7,8 @@
 - `send_pinned`: sends a request to the addresses `ssrf.check_url` checked (never re-resolving
   the name), with the original `Host` header and, for https, the original name as TLS SNI and
   certificate name (httpx/httpcore honour the `sni_hostname` request extension).
+- `new_client`: the HTTP client of every outbound exchange, which refuses a request outside
+  `EGRESS_ALLOWLIST` before connecting (`EgressGuard`).
 - Small parsers: `Retry-After`, safe response excerpts, file names.
 """
 
@@ -29,10 +31,12 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from call_downloader.net.ssrf import Target
+from call_downloader.net.ssrf import Target, egress_refusal
 
 USER_AGENT = "call-downloader/0.1"
 CONNECT_TIMEOUT = 10.0  # per address, so a dead first address leaves time for the next
+# Request extension naming the host a pinned request's address was resolved from.
+PINNED_NAME = "call_downloader.pinned_name"
 
 
 class DeadlineExceeded(Exception):
@@ -211,9 +215,33 @@ def ssl_context() -> ssl.SSLContext:
     return _ssl_context
 
 
+class EgressRefused(httpx.ConnectError):
+    """`EGRESS_ALLOWLIST` does not allow the request's host: no connection was attempted."""
+
+
+class EgressGuard(httpx.BaseTransport):
+    """Refuses every request whose host `EGRESS_ALLOWLIST` does not allow, before the wrapped
+    transport opens a connection. `check_url` refuses such URLs first; this catches every
+    other way out, such as the AI client, which connects to the configured `AI_URL` itself."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        pinned_name = request.extensions.get(PINNED_NAME)
+        why = egress_refusal(request.url.host, pinned_name)
+        if why:
+            raise EgressRefused(f"{request.url.host}: {why}", request=request)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 def new_client() -> httpx.Client:
     """A client that goes exactly where it is told: no proxies from the environment (they would
-    bypass the address pinning), no redirects; the shared SSL context.
+    bypass the address pinning), no redirects, nowhere outside `EGRESS_ALLOWLIST`; the shared
+    SSL context.
 
     The downloader, the AI client and the webhook poster use a fresh client per exchange, so
     each exchange's deadline watches every socket it opens and no connection or cookie carries
@@ -221,7 +249,7 @@ def new_client() -> httpx.Client:
     return httpx.Client(
         trust_env=False,
         follow_redirects=False,
-        verify=ssl_context(),
+        transport=EgressGuard(httpx.HTTPTransport(verify=ssl_context())),
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
     )
 
@@ -244,13 +272,15 @@ def send_pinned(
     for address in target.addresses:
         request_headers = dict(headers or {})
         request_headers["Host"] = target.host_header
+        extensions = deadline.extensions(target.host if target.scheme == "https" else None)
+        extensions[PINNED_NAME] = target.host
         request = client.build_request(
             method,
             target.url_for(address),
             headers=request_headers,
             content=content,
             timeout=deadline.timeout(per_operation),
-            extensions=deadline.extensions(target.host if target.scheme == "https" else None),
+            extensions=extensions,
         )
         try:
             response = client.send(request, stream=True, follow_redirects=False)

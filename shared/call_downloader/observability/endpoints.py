@@ -213,6 +213,9 @@ def install(function: str | None = None) -> None:
         return
     app.config["CALLDL_INSTRUMENTED"] = name
     app.register_error_handler(Exception, _cloud_event_failure)
+    from call_downloader.http.errors import json_client_errors
+
+    json_client_errors(app)  # an unknown path answers in the API's JSON, like every error
     app.before_request(lambda: _before(name))
     app.after_request(_after)
     app.teardown_request(_teardown)

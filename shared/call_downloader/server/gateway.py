@@ -35,6 +35,24 @@ def route(method: str, path: str) -> str | None:
     return None
 
 
+OPERATIONAL = frozenset({"/healthz", "/readyz"})
+
+
+def _method_not_allowed(start_response: Any) -> list[bytes]:
+    data = json.dumps(
+        {"error": {"code": "method_not_allowed", "message": "method not allowed"}}
+    ).encode()
+    start_response(
+        "405 Method Not Allowed",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            ("Allow", "GET, HEAD"),
+        ],
+    )
+    return [data]
+
+
 def _json(start_response: Any, status: str, body: dict[str, Any]) -> list[bytes]:
     data = json.dumps(body).encode()
     start_response(
@@ -59,6 +77,8 @@ class Gateway:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
+        if (path in self.extra or path in OPERATIONAL) and method not in ("GET", "HEAD"):
+            return _method_not_allowed(start_response)
         if path in self.extra:
             return self.extra[path](environ, start_response)
         if path == "/healthz":
@@ -91,6 +111,8 @@ class Gateway:
                 },
             )
         target = (self.ui_dir / path.lstrip("/")).resolve()
+        if target.is_dir():
+            target = target / "index.html"  # /docs: the API reference page beside the app
         if not target.is_relative_to(self.ui_dir.resolve()) or not target.is_file():
             target = self.ui_dir / "index.html"  # single-page app: the router handles it
         data = target.read_bytes()
