@@ -10,8 +10,10 @@ import os
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import field_validator
+from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from call_downloader.security import secret_rules
 
 DEFAULT_AI_RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 # Close to the schedule the issue asks for: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
@@ -142,6 +144,23 @@ class Settings(BaseSettings):
             raise ValueError("CACHE must be 'redis' or 'none'")
         return value
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: str) -> str:
+        # Empty: not configured (`make run` generates one; the functions then answer 503).
+        secret_rules.check_jwt_secrets(_parse_list(value))
+        return value
+
+    @field_validator("delivery_secret")
+    @classmethod
+    def _delivery_secret(cls, value: str) -> str:
+        if value.strip():
+            try:
+                secret_rules.check_webhook_secret(value)
+            except ValueError as exc:
+                raise ValueError(f"DELIVERY_SECRET: {exc}") from None
+        return value
+
     @field_validator("max_upload_bytes")
     @classmethod
     def _positive(cls, value: int) -> int:
@@ -160,11 +179,28 @@ class Settings(BaseSettings):
         return _parse_list(self.jwt_secret)
 
 
+class ConfigurationError(ValueError):
+    """A setting is refused. The message names the variables, never their values, so it may
+    be printed and logged."""
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]).upper() if error.get("loc") else "settings"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(message if message.startswith(name) else f"{name}: {message}")
+    return "; ".join(problems)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     # SECRETS_DIR: one file per setting (OpenFaaS and Kubernetes mount secrets as files).
     secrets_dir = os.environ.get("SECRETS_DIR") or None
-    return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    try:
+        return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
 
 
 def reset_settings() -> None:

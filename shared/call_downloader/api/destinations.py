@@ -33,15 +33,11 @@ from call_downloader.db.models import Delivery, Destination, Role
 from call_downloader.http.errors import ApiError
 from call_downloader.http.routing import Router
 from call_downloader.net.ssrf import Policy, TargetError, UnresolvableTarget, check_url
-from call_downloader.net.webhooks import (
-    generate_secret,
-    post_webhook,
-    sign_headers,
-    validate_secret,
-)
+from call_downloader.net.webhooks import generate_secret, post_webhook, sign_headers
 from call_downloader.pipeline.destinations import signing_secrets
 from call_downloader.security import audit
 from call_downloader.security.identity import client_ip, require
+from call_downloader.security.secret_rules import check_webhook_secret
 
 STAFF = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
 MANAGERS = (Role.ADMIN, Role.OPERATOR)
@@ -125,7 +121,7 @@ def _secret(raw: Any) -> str:
     if not isinstance(raw, str) or len(raw) > 200:
         raise ApiError(422, "validation_error", "secret must be a 'whsec_...' string")
     try:
-        return validate_secret(raw)
+        return check_webhook_secret(raw)
     except ValueError as exc:
         raise ApiError(422, "validation_error", f"secret: {exc}") from None
 

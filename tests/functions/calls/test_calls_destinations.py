@@ -129,6 +129,7 @@ def test_internal_addresses_are_fine(client, people):
         {"url": "http://127.0.0.1/"},
         {"name": 5, "url": "http://127.0.0.1/"},
         {"name": "a", "url": "http://127.0.0.1/", "secret": "nope!"},
+        {"name": "a", "url": "http://127.0.0.1/", "secret": "whsec_YWJj"},  # 3 bytes
         {"name": "a", "url": "http://127.0.0.1/", "enabled": "yes"},
         {"name": "a", "url": "http://127.0.0.1/", "id": "x"},
         {"name": "x" * 101, "url": "http://127.0.0.1/"},
@@ -226,6 +227,7 @@ def test_rotate_to_a_given_secret_and_validation(client, people):
         {"overlap_seconds": -1},
         {"overlap_seconds": "1"},
         {"secret": "plain"},
+        {"secret": "whsec_YWJj"},  # 3 bytes: Standard Webhooks asks for 24 to 64
         {"secret": given},
         {"other": 1},
     ):
