@@ -195,9 +195,9 @@ class AudioSink:
         self.format = fmt
 
     def finish(self) -> None:
-        """The recording is whole: refuse it if empty or not audio. Rows already written are
-        completed (their helper stopped: the transaction is free again); a recording smaller
-        than one chunk waits in memory for `close`, after its call row."""
+        """The recording is whole: refuse it if empty or not audio. When rows were written
+        already, the last one is written now; a recording smaller than one chunk waits in
+        memory for `close`, after its call row."""
         if self.size == 0:
             raise ApiError(422, "empty_file", "the recording is empty")
         if self.format is None:
@@ -205,6 +205,13 @@ class AudioSink:
         assert self._writer is not None
         if self._writer.started:
             self._writer.close()
+
+    def __enter__(self) -> AudioSink:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._writer is not None
+        self._writer.__exit__(*exc)
 
     def close(self) -> None:
         """Write what is left (inserting the call row first if no chunk was written yet)."""
@@ -638,32 +645,32 @@ def _ingest_upload(
     traceparent = obs_context.traceparent(request.headers.get("traceparent"))
     req = IngestRequest(identity, None, idempotency_key, {}, "upload")
     call = NewCall(tx, req)
-    sink = AudioSink(tx, call, limit)
-    form = _MultipartForm(_boundary(request), sink.write)
-    stream = request.stream
-    while chunk := stream.read(READ_BYTES):
-        form.feed(chunk)
-    form.close()
-    if not form.file.seen:
-        raise ApiError(422, "file_missing", "the `file` part is missing")
-    if not form.file.complete:
-        raise ApiError(400, "malformed_multipart", "the body ended inside the file part")
-    if not form.ended:
-        raise ApiError(400, "malformed_multipart", "the body ended before its closing boundary")
-    sink.finish()  # empty or not audio: refused before the fields are looked at
-    try:
-        ext_text = form.external_id.value.decode("utf-8") if form.external_id.value else None
-    except UnicodeDecodeError:
-        raise ApiError(422, "invalid_field", "external_id must be UTF-8") from None
-    req.external_id = _clean_id(ext_text, "external_id")
-    req.metadata = _clean_metadata(bytes(form.metadata.value))
-    req.filename = _clean_filename(form.file.filename)
-    req.declared_content_type = (form.file.content_type or "")[:255] or None
-    # Same external_id from the same source: answer the existing call, create nothing.
-    found = _existing_id(tx, identity.user_id, req.external_id, None)
-    if found is not None and found != call.id:
-        raise _Duplicate(found)
-    return _store_call(tx, req, call, sink, traceparent)
+    with AudioSink(tx, call, limit) as sink:
+        form = _MultipartForm(_boundary(request), sink.write)
+        stream = request.stream
+        while chunk := stream.read(READ_BYTES):
+            form.feed(chunk)
+        form.close()
+        if not form.file.seen:
+            raise ApiError(422, "file_missing", "the `file` part is missing")
+        if not form.file.complete:
+            raise ApiError(400, "malformed_multipart", "the body ended inside the file part")
+        if not form.ended:
+            raise ApiError(400, "malformed_multipart", "the body ended before its closing boundary")
+        sink.finish()  # empty or not audio: refused before the fields are looked at
+        try:
+            ext_text = form.external_id.value.decode("utf-8") if form.external_id.value else None
+        except UnicodeDecodeError:
+            raise ApiError(422, "invalid_field", "external_id must be UTF-8") from None
+        req.external_id = _clean_id(ext_text, "external_id")
+        req.metadata = _clean_metadata(bytes(form.metadata.value))
+        req.filename = _clean_filename(form.file.filename)
+        req.declared_content_type = (form.file.content_type or "")[:255] or None
+        # Same external_id from the same source: answer the existing call, create nothing.
+        found = _existing_id(tx, identity.user_id, req.external_id, None)
+        if found is not None and found != call.id:
+            raise _Duplicate(found)
+        return _store_call(tx, req, call, sink, traceparent)
 
 
 def _duplicate_after_race(
@@ -716,26 +723,26 @@ def _ingest_url(
         identity, external_id, idempotency_key, metadata, "url", audio_url=audio_url
     )
     call = NewCall(tx, req)
-    sink = AudioSink(tx, call, limit)
-    try:
-        with open_download(
-            audio_url,
-            policy=policy,
-            max_bytes=limit,
-            timeout=settings.download_timeout_seconds,
-        ) as download:
-            req.filename = _clean_filename(download.filename)
-            req.declared_content_type = (download.content_type or "")[:255] or None
-            for chunk in download.iter_chunks():
-                sink.write(chunk)
-    except ForbiddenTarget as exc:
-        raise ApiError(422, "audio_url_forbidden", f"audio_url refused: {exc.reason}") from None
-    except DownloadTooLarge:
-        raise _too_large(limit) from None
-    except DownloadError as exc:
-        status = 413 if exc.code == "too_large" else 422
-        if exc.code == "audio_url_forbidden":
-            status = 422
-        raise ApiError(status, exc.code, f"audio_url download failed: {exc.message}") from None
-    sink.finish()
-    return _store_call(tx, req, call, sink, traceparent)
+    with AudioSink(tx, call, limit) as sink:
+        try:
+            with open_download(
+                audio_url,
+                policy=policy,
+                max_bytes=limit,
+                timeout=settings.download_timeout_seconds,
+            ) as download:
+                req.filename = _clean_filename(download.filename)
+                req.declared_content_type = (download.content_type or "")[:255] or None
+                for chunk in download.iter_chunks():
+                    sink.write(chunk)
+        except ForbiddenTarget as exc:
+            raise ApiError(422, "audio_url_forbidden", f"audio_url refused: {exc.reason}") from None
+        except DownloadTooLarge:
+            raise _too_large(limit) from None
+        except DownloadError as exc:
+            status = 413 if exc.code == "too_large" else 422
+            if exc.code == "audio_url_forbidden":
+                status = 422
+            raise ApiError(status, exc.code, f"audio_url download failed: {exc.message}") from None
+        sink.finish()
+        return _store_call(tx, req, call, sink, traceparent)
