@@ -6,7 +6,9 @@ the result so every module of a process sees the same configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from functools import lru_cache
 from typing import Annotated
 
@@ -86,9 +88,12 @@ class Settings(BaseSettings):
     access_token_minutes: int = 15
     refresh_token_days: int = 14
 
-    # How many reverse proxies (Nginx, Knative's queue-proxy) stand in front: client_ip trusts
-    # that many X-Forwarded-For hops.
-    trusted_proxy_hops: int = 0
+    # The header the proxy in front (the gateway) sets to the client's address, overwriting
+    # whatever the client sent (`X-Real-IP` behind the shipped gateways); empty: the TCP peer.
+    client_ip_header: str = ""
+    # `make run`'s gateway: addresses or CIDR ranges of proxies in front of it whose X-Real-IP
+    # it believes (the Nginx gateway reads the same variable); empty: it is the edge.
+    real_ip_from: Annotated[tuple[str, ...], NoDecode] = ()
 
     admin_username: str = ""
     admin_password: str = ""
@@ -119,6 +124,25 @@ class Settings(BaseSettings):
     @classmethod
     def _allowlist(cls, value: object) -> tuple[str, ...]:
         return _parse_list(value)
+
+    @field_validator("real_ip_from", mode="before")
+    @classmethod
+    def _real_ip_from(cls, value: object) -> tuple[str, ...]:
+        ranges = _parse_list(str(value).replace(" ", ",") if isinstance(value, str) else value)
+        for entry in ranges:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR range") from None
+        return ranges
+
+    @field_validator("client_ip_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ValueError("CLIENT_IP_HEADER must be a header name, e.g. X-Real-IP")
+        return value
 
     @field_validator("ai_protocol")
     @classmethod

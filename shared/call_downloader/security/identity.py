@@ -194,21 +194,15 @@ def require_in(
 
 
 def client_ip(request: flask.Request) -> str:
-    """The caller's address. `X-Forwarded-For` is trusted only for the number of proxy hops
-    configured (`trusted_proxy_hops`, default 0): otherwise anyone could pick an address and
-    escape the per-address login throttle."""
-    hops = int(getattr(get_settings(), "trusted_proxy_hops", 0) or 0)
-    address = request.remote_addr or ""
-    if hops > 0:
-        forwarded = [
-            part.strip()
-            for part in request.headers.get("X-Forwarded-For", "").split(",")
-            if part.strip()
-        ]
-        if len(forwarded) >= hops:
-            address = forwarded[-hops]
+    """The caller's address, for login throttling and the audit log: the header named by
+    CLIENT_IP_HEADER, which the proxy in front (the shipped gateways: X-Real-IP) sets to the
+    address it saw, overwriting what the client sent; without it, the TCP peer. A
+    client-supplied X-Forwarded-For is never believed: anyone could pick an address with it
+    and escape the per-address delay."""
+    header = get_settings().client_ip_header
+    address = (request.headers.get(header) if header else None) or request.remote_addr or ""
     try:
-        return str(ipaddress.ip_address(address))[:64]
+        return str(ipaddress.ip_address(address.strip()))[:64]
     except ValueError:
         return "unknown"
 

@@ -1,13 +1,17 @@
 """One WSGI app for `make run`: every HTTP function under its path, health, and the UI.
 
-The routing table is the same as the Nginx gateway's in the container deployment.
+It does what the Nginx gateway (frontend/nginx.conf) does in the container deployment: the
+same routing table, and the client's address for the functions in X-Real-IP
+(CLIENT_IP_HEADER), set here from the TCP peer whatever the client sent (or, behind a proxy
+listed in REAL_IP_FROM, from the X-Real-IP that proxy set).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import mimetypes
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ from call_downloader.events.dispatcher import repo_root
 
 WSGIApp = Callable[..., Iterable[bytes]]
 HTTP_FUNCTIONS = {"ingest": "ingest", "auth": "auth", "calls": "calls"}
+REAL_IP_HEADER = "X-Real-IP"
 
 
 def function_app(folder: str, target: str) -> WSGIApp:
@@ -43,6 +48,17 @@ def _json(start_response: Any, status: str, body: dict[str, Any]) -> list[bytes]
     return [data]
 
 
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
 class Gateway:
     def __init__(
         self,
@@ -50,13 +66,31 @@ class Gateway:
         ui_dir: Path | None = None,
         extra: dict[str, WSGIApp] | None = None,
         checks: dict[str, Callable[[], str]] | None = None,
+        *,
+        client_ip_header: str = "",
+        real_ip_from: Sequence[str] = (),
     ) -> None:
         self.apps = apps
         self.ui_dir = ui_dir if ui_dir and (ui_dir / "index.html").exists() else None
         self.extra = extra or {}
         self.checks = checks or {}  # more /readyz checks: name -> "ok" or "error: ..."
+        self.client_ip_key = _environ_key(client_ip_header) if client_ip_header else None
+        self.real_ip_from = [ipaddress.ip_network(r, strict=False) for r in real_ip_from]
+
+    def client_address(self, environ: dict[str, Any]) -> str:
+        """The TCP peer; behind a proxy of REAL_IP_FROM, the X-Real-IP that proxy set."""
+        peer = str(environ.get("REMOTE_ADDR", ""))
+        peer_address = _address(peer)
+        if peer_address is not None and any(peer_address in r for r in self.real_ip_from):
+            told = _address(str(environ.get(_environ_key(REAL_IP_HEADER), "")))
+            if told is not None:
+                return str(told)
+        return peer
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if self.client_ip_key:
+            # Whatever the client sent is replaced.
+            environ[self.client_ip_key] = self.client_address(environ)
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if path in self.extra:
@@ -106,11 +140,21 @@ class Gateway:
 def build_gateway(
     ui_dir: Path | None = None, checks: dict[str, Callable[[], str]] | None = None
 ) -> Gateway:
+    from call_downloader.config import get_settings
+
     apps = {}
     for folder, target in HTTP_FUNCTIONS.items():
         if (repo_root() / "functions" / folder / "main.py").exists():
             apps[folder] = function_app(folder, target)
     from call_downloader.observability.endpoints import metrics_wsgi
 
+    settings = get_settings()
     # /metrics: every function of this process (they all run in it), like each container's.
-    return Gateway(apps, ui_dir, extra={"/metrics": metrics_wsgi}, checks=checks)
+    return Gateway(
+        apps,
+        ui_dir,
+        extra={"/metrics": metrics_wsgi},
+        checks=checks,
+        client_ip_header=settings.client_ip_header,
+        real_ip_from=settings.real_ip_from,
+    )
