@@ -36,8 +36,10 @@ for _k, _v in BASE_ENV.items():
 @pytest.fixture(autouse=True)
 def _fresh_settings() -> Iterator[None]:
     from call_downloader.config import reset_settings
+    from call_downloader.health import forget_verdict
 
     reset_settings()
+    forget_verdict()  # /readyz caches its verdict for a few seconds
     yield
     reset_settings()
 

@@ -122,10 +122,7 @@ def _healthz(request: flask.Request) -> Any:
 
 
 def _readyz(request: flask.Request) -> Any:
-    from call_downloader.health import is_ready, readiness
+    from call_downloader.observability.endpoints import readiness_answer
 
-    checks = readiness()
-    ok = is_ready(checks)
-    return flask.make_response(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
-    )
+    body, status = readiness_answer(request)
+    return flask.make_response(body, status)

@@ -98,15 +98,13 @@ class Gateway:
         if path == "/healthz":
             return _json(start_response, "200 OK", {"status": "ok"})
         if path == "/readyz":
-            from call_downloader.health import is_ready, readiness
+            from werkzeug.wrappers import Request
 
-            checks = readiness()
-            checks.update({name: check() for name, check in self.checks.items()})
-            ok = is_ready(checks)
+            from call_downloader.observability.endpoints import readiness_answer
+
+            body, status = readiness_answer(Request(environ), self.checks)
             return _json(
-                start_response,
-                "200 OK" if ok else "503 Service Unavailable",
-                {"status": "ok" if ok else "unavailable", "checks": checks},
+                start_response, "200 OK" if status == 200 else "503 Service Unavailable", body
             )
         name = route(method, path)
         if name is not None:
