@@ -296,3 +296,10 @@ def test_the_image_sources_real_ip_from_at_start() -> None:
     assert "frontend/real-ip-from.envsh /docker-entrypoint.d/" in dockerfile
     assert 'REAL_IP_FROM=""' in dockerfile
 
+
+def test_make_run_sends_the_same_security_headers() -> None:
+    from call_downloader.server.gateway import SECURITY_HEADERS
+
+    text = (ROOT / "frontend/nginx.conf").read_text(encoding="utf-8")
+    nginx = dict(re.findall(r'^\s*add_header (\S+) "([^"]*)" always;', text, re.M))
+    assert nginx == dict(SECURITY_HEADERS)

@@ -557,7 +557,7 @@ def test_redirects_are_never_followed(
 ):
     from call_downloader.config import reset_settings
 
-    monkeypatch.setenv("AUDIO_URL_ALLOWLIST", "127.0.0.1")  # the redirector itself is allowed
+    monkeypatch.setenv("AUDIO_URL_ALLOWLIST", "127.0.0.1:*")  # the redirector itself is allowed
     reset_settings()
     port, hits = redirector
     before = footprint()

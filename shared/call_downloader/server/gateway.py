@@ -1,9 +1,10 @@
 """One WSGI app for `make run`: every HTTP function under its path, health, and the UI.
 
 It does what the Nginx gateway (frontend/nginx.conf) does in the container deployment: the
-same routing table, and the client's address for the functions in X-Real-IP
-(CLIENT_IP_HEADER), set here from the TCP peer whatever the client sent (or, behind a proxy
-listed in REAL_IP_FROM, from the X-Real-IP that proxy set).
+same routing table, the same security headers, and the client's address for the functions in
+X-Real-IP (CLIENT_IP_HEADER), set here from the TCP peer whatever the client sent (or, behind
+a proxy listed in REAL_IP_FROM, from the X-Real-IP that proxy set). /metrics answers only
+callers on this machine or signed-in staff when the server listens beyond loopback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ipaddress
 import json
 import mimetypes
 from collections.abc import Callable, Iterable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,18 @@ from call_downloader.events.dispatcher import repo_root
 WSGIApp = Callable[..., Iterable[bytes]]
 HTTP_FUNCTIONS = {"ingest": "ingest", "auth": "auth", "calls": "calls"}
 REAL_IP_HEADER = "X-Real-IP"
+# Every answer carries them, as from frontend/nginx.conf (tests/deploy compares the two).
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
+        "form-action 'self'",
+    ),
+)
 
 
 def function_app(folder: str, target: str) -> WSGIApp:
@@ -59,6 +73,20 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def _is_loopback(address: object) -> bool:
+    parsed = _address(str(address))
+    return parsed is not None and parsed.is_loopback
+
+
+def _with_security_headers(start_response: Any) -> Any:
+    def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+        present = {name.lower() for name, _ in headers}
+        extra = [(n, v) for n, v in SECURITY_HEADERS if n.lower() not in present]
+        return start_response(status, headers + extra, *exc_info)
+
+    return start
+
+
 class Gateway:
     def __init__(
         self,
@@ -69,6 +97,7 @@ class Gateway:
         *,
         client_ip_header: str = "",
         real_ip_from: Sequence[str] = (),
+        metrics_open_to_all: bool = True,
     ) -> None:
         self.apps = apps
         self.ui_dir = ui_dir if ui_dir and (ui_dir / "index.html").exists() else None
@@ -76,6 +105,7 @@ class Gateway:
         self.checks = checks or {}  # more /readyz checks: name -> "ok" or "error: ..."
         self.client_ip_key = _environ_key(client_ip_header) if client_ip_header else None
         self.real_ip_from = [ipaddress.ip_network(r, strict=False) for r in real_ip_from]
+        self.metrics_open_to_all = metrics_open_to_all
 
     def client_address(self, environ: dict[str, Any]) -> str:
         """The TCP peer; behind a proxy of REAL_IP_FROM, the X-Real-IP that proxy set."""
@@ -88,12 +118,15 @@ class Gateway:
         return peer
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response = _with_security_headers(start_response)
+        address = self.client_address(environ)
         if self.client_ip_key:
-            # Whatever the client sent is replaced.
-            environ[self.client_ip_key] = self.client_address(environ)
+            environ[self.client_ip_key] = address  # whatever the client sent is replaced
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if path in self.extra:
+            if path == "/metrics" and not self.metrics_open_to_all and not _is_loopback(address):
+                return self._staff_only(environ, start_response, self.extra[path])
             return self.extra[path](environ, start_response)
         if path == "/healthz":
             return _json(start_response, "200 OK", {"status": "ok"})
@@ -110,6 +143,21 @@ class Gateway:
         if name is not None:
             return self.apps[name](environ, start_response)
         return self._static(path, start_response)
+
+    def _staff_only(self, environ: dict[str, Any], start_response: Any, app: WSGIApp) -> Any:
+        from werkzeug.wrappers import Request
+
+        from call_downloader.http.errors import ApiError
+        from call_downloader.security.identity import require
+
+        try:
+            require(Request(environ), "operator", "viewer")
+        except ApiError as exc:
+            status = f"{exc.status} {HTTPStatus(exc.status).phrase}"
+            return _json(
+                start_response, status, {"error": {"code": exc.code, "message": exc.message}}
+            )
+        return app(environ, start_response)
 
     def _static(self, path: str, start_response: Any) -> Iterable[bytes]:
         if self.ui_dir is None:
@@ -136,8 +184,12 @@ class Gateway:
 
 
 def build_gateway(
-    ui_dir: Path | None = None, checks: dict[str, Callable[[], str]] | None = None
+    ui_dir: Path | None = None,
+    checks: dict[str, Callable[[], str]] | None = None,
+    *,
+    host: str = "127.0.0.1",
 ) -> Gateway:
+    """The gateway for a server listening on `host`."""
     from call_downloader.config import get_settings
 
     apps = {}
@@ -155,4 +207,6 @@ def build_gateway(
         checks=checks,
         client_ip_header=settings.client_ip_header,
         real_ip_from=settings.real_ip_from,
+        # Listening on loopback only, every caller is on this machine already.
+        metrics_open_to_all=host == "localhost" or _is_loopback(host),
     )

@@ -227,7 +227,7 @@ def run() -> int:
         checks["dispatcher_processes"] = lambda: (
             "ok" if children.alive() else "error: a dispatcher process is restarting"
         )
-    server = make_server(host, port, build_gateway(ui_dir, checks), threaded=True)
+    server = make_server(host, port, build_gateway(ui_dir, checks, host=host), threaded=True)
 
     def stop(signum: int, _frame: object) -> None:
         print(f"received signal {signum}: stopping", flush=True)
