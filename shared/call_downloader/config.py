@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     download_timeout_seconds: float = 300.0
     audio_url_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
+    # What destinations made through the API may reach although not public (same syntax).
+    destination_url_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
 
     # Public base URL the AI uses to post asynchronous results back (SPEC 3.2).
     public_base_url: str = "http://127.0.0.1:8080"
@@ -120,7 +122,7 @@ class Settings(BaseSettings):
     def _delays(cls, value: object) -> tuple[float, ...]:
         return _parse_delays(value)
 
-    @field_validator("audio_url_allowlist", mode="before")
+    @field_validator("audio_url_allowlist", "destination_url_allowlist", mode="before")
     @classmethod
     def _allowlist(cls, value: object) -> tuple[str, ...]:
         return _parse_list(value)
