@@ -38,14 +38,14 @@ from werkzeug.sansio.multipart import Data, Field, File, MultipartDecoder, NeedD
 from call_downloader.audio.formats import SNIFF_BYTES, sniff_format
 from call_downloader.config import get_settings
 from call_downloader.db.engine import Transaction, transaction, unit_of_work
-from call_downloader.db.models import CallStatus, utcnow
+from call_downloader.db.models import CallStatus, Role, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
 from call_downloader.observability import context as obs_context
 from call_downloader.observability import metrics
 from call_downloader.pipeline.common import CALLS, check_storable, load_json, timeline_entry
-from call_downloader.pipeline.views import call_json, created_call_json
+from call_downloader.pipeline.views import call_json, created_call_json, for_source
 from call_downloader.security.identity import Identity
 from call_downloader.storage import audio as audio_store
 from call_downloader.testing import faults
@@ -536,9 +536,11 @@ def _existing_id(
     return None
 
 
-def _duplicate_response(call_id: uuid.UUID) -> flask.Response:
+def _duplicate_response(identity: Identity, call_id: uuid.UUID) -> flask.Response:
     with unit_of_work() as session:
         body = call_json(session, call_id)
+    if identity.role == Role.SOURCE:
+        body = for_source(body)
     response = flask.make_response(body, 200)
     response.headers["Location"] = f"/api/v1/calls/{call_id}"
     return response
@@ -618,7 +620,8 @@ def ingest(request: flask.Request, authorize: Authorize) -> flask.Response:
                     "send the recording as multipart/form-data (`file`) or JSON with `audio_url`",
                 )
     except _Duplicate as dup:
-        return _duplicate_response(dup.call_id)
+        assert attempt.identity is not None  # a duplicate is found after authorizing
+        return _duplicate_response(attempt.identity, dup.call_id)
     except IntegrityError:
         # A concurrent request with the same external_id or Idempotency-Key won the race.
         assert attempt.identity is not None
@@ -680,7 +683,7 @@ def _duplicate_after_race(
         found = _existing_id(tx, identity.user_id, external_id, idempotency_key)
     if found is None:
         raise ApiError(409, "conflict", "a concurrent request created the same call; retry")
-    return _duplicate_response(found)
+    return _duplicate_response(identity, found)
 
 
 def _ingest_url(
