@@ -122,11 +122,12 @@ def assert_refused(response: httpx.Response, status: int, code: str) -> dict[str
     return error
 
 
-def test_chunked_upload_over_the_limit_answers_413_and_stores_nothing(ingest_url, source):
+def refused_as_too_large(url: str, person: Person, body: bytes) -> None:
+    """`body`, sent chunked, answers 413 (or the server closes while the client still
+    sends), stores nothing, and the function keeps taking uploads."""
     before = footprint()
-    body = file_head() + audio(LIMIT + 1024 * 1024) + f"\r\n--{BOUNDARY}--\r\n".encode()
     try:
-        response = post_chunked(ingest_url, source, body)
+        response = post_chunked(url, person, body)
     except httpx.HTTPError:
         response = None  # the server may close while the client still sends
     if response is not None:
@@ -134,7 +135,12 @@ def test_chunked_upload_over_the_limit_answers_413_and_stores_nothing(ingest_url
     settled()
     assert footprint() == before
     assert no_writer_threads()
-    still_takes_uploads(ingest_url, source)
+    still_takes_uploads(url, person)
+
+
+def test_chunked_upload_over_the_limit_answers_413_and_stores_nothing(ingest_url, source):
+    body = file_head() + audio(LIMIT + 1024 * 1024) + f"\r\n--{BOUNDARY}--\r\n".encode()
+    refused_as_too_large(ingest_url, source, body)
 
 
 @pytest.mark.parametrize(
@@ -181,3 +187,11 @@ def test_a_client_gone_mid_upload_leaves_nothing(ingest_url, source):
     assert footprint() == before
     assert no_writer_threads()
     still_takes_uploads(ingest_url, source)
+
+
+def test_parts_ingest_skips_count_against_the_limit(ingest_url, source):
+    """Issue 16, item 9: every byte of the body counts, not only the file's: a small file
+    next to a part nobody reads, larger than the limit, is refused (it was stored)."""
+    junk = field("padding", b"\0" * (LIMIT + 512 * 1024))
+    body = file_head() + audio(64 * 1024) + junk + f"\r\n--{BOUNDARY}--\r\n".encode()
+    refused_as_too_large(ingest_url, source, body)

@@ -41,7 +41,8 @@ class Identity:
     user_id: uuid.UUID
     username: str
     role: str
-    via: str  # "jwt" | "api_key"
+    via: str  # "jwt" | "api_key" | "audio_link"
+    session_id: uuid.UUID | None = None  # the login session of a JWT (ended by logout)
 
     @property
     def is_admin(self) -> bool:
@@ -98,6 +99,19 @@ _USER_OF_TOKEN = select(
 ).where(_USERS.c.id == bindparam("user_id"))
 
 
+def session_revoked(executor: Any, session_id: uuid.UUID) -> bool:
+    """Was this login session ended (logout, password change or reset, deactivation)?"""
+    return bool(executor.execute(_SESSION_REVOKED, {"session_id": session_id}).scalar())
+
+
+_SESSION_REVOKED = select(
+    exists().where(
+        _REFRESH_TOKENS.c.family_id == bindparam("session_id"),
+        _REFRESH_TOKENS.c.revoked_at.is_not(None),
+    )
+)
+
+
 def identity_of(executor: Any, claims: tokens.AccessClaims) -> Identity:
     """The token's user as the database has it now, read on `executor` (a
     `db.engine.Transaction`) with the session revocation check, which needs no Redis. 401
@@ -111,7 +125,7 @@ def identity_of(executor: Any, claims: tokens.AccessClaims) -> Identity:
         raise unauthorized("token has been revoked")
     if not row.active:
         raise unauthorized("invalid or expired token")
-    return Identity(row.id, row.username, row.role, "jwt")
+    return Identity(row.id, row.username, row.role, "jwt", claims.session_id)
 
 
 def authenticate_jwt(token: str) -> tuple[Identity, tokens.AccessClaims]:
