@@ -20,7 +20,7 @@ BASE_ENV = {
     "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     "RABBITMQ_URL": os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
     "EVENT_NAMESPACE": f"cdtest_{RUN_ID}",
-    "JWT_SECRET": "test-secret-" + RUN_ID,
+    "JWT_SECRET": f"test-secret-{RUN_ID}-{uuid.uuid4().hex}",  # at least 32 bytes
     "ADMIN_USERNAME": "admin",
     "ADMIN_PASSWORD": "admin-password-123",
     "DELIVERY_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -36,8 +36,10 @@ for _k, _v in BASE_ENV.items():
 @pytest.fixture(autouse=True)
 def _fresh_settings() -> Iterator[None]:
     from call_downloader.config import reset_settings
+    from call_downloader.health import forget_verdict
 
     reset_settings()
+    forget_verdict()  # /readyz caches its verdict for a few seconds
     yield
     reset_settings()
 

@@ -173,7 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     args = parser.parse_args(argv)
-    return int(args.fn(args) or 0)
+    from call_downloader.config import ConfigurationError
+
+    try:
+        return int(args.fn(args) or 0)
+    except ConfigurationError as exc:  # refuse to start, naming the setting at fault
+        print(f"call-downloader {args.command}: configuration refused: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

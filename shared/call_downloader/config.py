@@ -6,12 +6,16 @@ the result so every module of a process sees the same configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from call_downloader.security import secret_rules
 
 DEFAULT_AI_RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 # Close to the schedule the issue asks for: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
@@ -98,9 +102,12 @@ class Settings(BaseSettings):
     access_token_minutes: int = 15
     refresh_token_days: int = 14
 
-    # How many reverse proxies (Nginx, Knative's queue-proxy) stand in front: client_ip trusts
-    # that many X-Forwarded-For hops.
-    trusted_proxy_hops: int = 0
+    # The header the proxy in front (the gateway) sets to the client's address, overwriting
+    # whatever the client sent (`X-Real-IP` behind the shipped gateways); empty: the TCP peer.
+    client_ip_header: str = ""
+    # `make run`'s gateway: addresses or CIDR ranges of proxies in front of it whose X-Real-IP
+    # it believes (the Nginx gateway reads the same variable); empty: it is the edge.
+    real_ip_from: Annotated[tuple[str, ...], NoDecode] = ()
 
     admin_username: str = ""
     admin_password: str = ""
@@ -108,6 +115,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     download_timeout_seconds: float = 300.0
     audio_url_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
+    # What destinations made through the API may reach although not public (same syntax).
+    destination_url_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
     # When set, every outbound connection (downloads, the AI, webhooks, destination tests)
     # goes only to these hosts and CIDR ranges, whatever else allows it (net.ssrf.Egress).
     egress_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
@@ -130,10 +139,29 @@ class Settings(BaseSettings):
     def _delays(cls, value: object) -> tuple[float, ...]:
         return _parse_delays(value)
 
-    @field_validator("audio_url_allowlist", mode="before")
+    @field_validator("audio_url_allowlist", "destination_url_allowlist", mode="before")
     @classmethod
     def _allowlist(cls, value: object) -> tuple[str, ...]:
         return _parse_list(value)
+
+    @field_validator("real_ip_from", mode="before")
+    @classmethod
+    def _real_ip_from(cls, value: object) -> tuple[str, ...]:
+        ranges = _parse_list(str(value).replace(" ", ",") if isinstance(value, str) else value)
+        for entry in ranges:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR range") from None
+        return ranges
+
+    @field_validator("client_ip_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ValueError("CLIENT_IP_HEADER must be a header name, e.g. X-Real-IP")
+        return value
 
     @field_validator("egress_allowlist", mode="before")
     @classmethod
@@ -154,6 +182,23 @@ class Settings(BaseSettings):
             raise ValueError(f"{(info.field_name or '').upper()} must be {names}")
         return value
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: str) -> str:
+        # Empty: not configured (`make run` generates one; the functions then answer 503).
+        secret_rules.check_jwt_secrets(_parse_list(value))
+        return value
+
+    @field_validator("delivery_secret")
+    @classmethod
+    def _delivery_secret(cls, value: str) -> str:
+        if value.strip():
+            try:
+                secret_rules.check_webhook_secret(value)
+            except ValueError as exc:
+                raise ValueError(f"DELIVERY_SECRET: {exc}") from None
+        return value
+
     @field_validator("max_upload_bytes")
     @classmethod
     def _positive(cls, value: int) -> int:
@@ -172,11 +217,28 @@ class Settings(BaseSettings):
         return _parse_list(self.jwt_secret)
 
 
+class ConfigurationError(ValueError):
+    """A setting is refused. The message names the variables, never their values, so it may
+    be printed and logged."""
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]).upper() if error.get("loc") else "settings"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(message if message.startswith(name) else f"{name}: {message}")
+    return "; ".join(problems)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     # SECRETS_DIR: one file per setting (OpenFaaS and Kubernetes mount secrets as files).
     secrets_dir = os.environ.get("SECRETS_DIR") or None
-    return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    try:
+        return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
 
 
 def reset_settings() -> None:

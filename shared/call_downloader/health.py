@@ -3,8 +3,12 @@ compatible), Redis and RabbitMQ answer."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 _head_lock = threading.Lock()
 _head: str | None = None
@@ -78,3 +82,34 @@ def is_ready(checks: dict[str, str]) -> bool:
 
 def readiness() -> dict[str, str]:
     return {"database": _check(_database), "redis": _check(_redis), "rabbitmq": _check(_rabbitmq)}
+
+
+# /readyz is unauthenticated: its verdict is computed at most this often per process, so
+# neither probes nor strangers make it open a broker connection per request.
+VERDICT_SECONDS = 5.0
+_verdict_lock = threading.Lock()
+_verdicts: dict[tuple[str, ...], tuple[float, dict[str, str]]] = {}
+
+
+def cached_readiness(extra: dict[str, Callable[[], str]] | None = None) -> dict[str, str]:
+    """`readiness()` plus the `extra` checks (name -> "ok" or "error: ..."), computed again
+    only once the last verdict is VERDICT_SECONDS old. A verdict of "not ready" is logged
+    with its details when it is computed (anonymous callers see only the status)."""
+    extra = extra or {}
+    key = tuple(sorted(extra))
+    with _verdict_lock:  # one computation at a time; the others take its verdict
+        cached = _verdicts.get(key)
+        if cached is not None and time.monotonic() - cached[0] < VERDICT_SECONDS:
+            return cached[1]
+        checks = readiness()
+        checks.update({name: check() for name, check in extra.items()})
+        _verdicts[key] = (time.monotonic(), checks)
+    if not is_ready(checks):
+        log.warning("not ready: %s", "; ".join(f"{k}: {v}" for k, v in checks.items()))
+    return checks
+
+
+def forget_verdict() -> None:
+    """Drop the cached verdicts (tests)."""
+    with _verdict_lock:
+        _verdicts.clear()

@@ -1,8 +1,8 @@
 """`make bench`: the product measured beside raw baselines in the same run.
 
     .venv/bin/python tests/bench/bench_main.py
-        [--only ingest,pipeline,latency,relay,memory,coldstart,probe] [--calls 300] [--rounds 2]
-        [--profile] [--chart PATH] [--label NAME]
+        [--only ingest,pipeline,latency,relay,memory,callbacks,coldstart,probe]
+        [--calls 300] [--rounds 2] [--profile] [--chart PATH] [--label NAME]
 
 Prints a table and writes test-artifacts/bench/results-<time>.json (and latest.json). The
 machine is shared and noisy: the ratios are the result, absolute numbers are context.
@@ -42,7 +42,7 @@ from bench_common import (
     write_json,
 )
 
-ALL = ("ingest", "pipeline", "latency", "relay", "memory", "coldstart", "probe")
+ALL = ("ingest", "pipeline", "latency", "relay", "memory", "callbacks", "coldstart", "probe")
 
 
 @dataclass
@@ -179,6 +179,17 @@ def table(results: dict[str, Any]) -> str:
                 "",
             )
         )
+    if "callbacks" in results:
+        r = results["callbacks"]
+        rows.append(
+            (
+                f"Peak RSS growth, {r['callbacks']} bad-token AI callbacks at once",
+                f"{r['product_rss_growth_mb']:.1f} MB",
+                f"{r['body_bytes'] / 1e6:.0f} MB JSON each, answered {r['statuses']}",
+                "",
+                "",
+            )
+        )
     if "coldstart" in results:
         r = results["coldstart"]
         for name, e in r["functions"].items():
@@ -310,6 +321,7 @@ def main() -> int:
         "latency",
         "relay",
         "memory",
+        "callbacks",
         "coldstart",
     }
     with ExitStack() as stack:
@@ -372,6 +384,10 @@ def main() -> int:
             import bench_memory
 
             results["memory"] = bench_memory.run(ctx)
+        if "callbacks" in selected:
+            import bench_memory
+
+            results["callbacks"] = bench_memory.run_bad_callbacks(ctx)
         log("stopping servers, dropping the run's databases and broker names")
     results["seconds"] = round(time.monotonic() - started, 1)
     results["load_avg_at_end"] = os.getloadavg()

@@ -61,3 +61,48 @@ def run(ctx: Any) -> dict[str, Any]:
         "baseline_upload_s": took_b,
         "target_mb": 100,
     }
+
+
+CALLBACK_BODY_BYTES = 15_000_000
+PARALLEL_CALLBACKS = 4
+
+
+def _json_numbers(size: int) -> bytes:
+    """A JSON object of about `size` bytes whose parse costs the most memory: a long list of
+    small numbers (each a Python object)."""
+    item = b"1234567,"
+    count = (size - 20) // len(item)
+    return b'{"segments": [' + item * count + b"0]}"
+
+
+def run_bad_callbacks(ctx: Any) -> dict[str, Any]:
+    """Issue 16, item 2: the server tree's RSS growth while PARALLEL_CALLBACKS callbacks with a
+    wrong token and a 15 MB JSON body each arrive at once."""
+    import concurrent.futures
+
+    body = _json_numbers(CALLBACK_BODY_BYTES)
+    url = ctx.product.url + "/api/v1/ai/callback?token=x"
+
+    def post() -> int:
+        response = httpx.post(
+            url, content=body, headers={"Content-Type": "application/json"}, timeout=300
+        )
+        return response.status_code
+
+    with (
+        RssSampler(ctx.product.pid) as sampler,
+        concurrent.futures.ThreadPoolExecutor(PARALLEL_CALLBACKS) as pool,
+    ):
+        statuses = sorted(pool.map(lambda _: post(), range(PARALLEL_CALLBACKS)))
+    log(
+        f"bad-token callbacks: {PARALLEL_CALLBACKS} x {len(body) / 1e6:.0f} MB answered "
+        f"{statuses}, server tree RSS +{sampler.growth / 1e6:.1f} MB "
+        f"(from {sampler.start_rss / 1e6:.1f} MB)"
+    )
+    return {
+        "callbacks": PARALLEL_CALLBACKS,
+        "body_bytes": len(body),
+        "statuses": statuses,
+        "product_rss_before_mb": sampler.start_rss / 1e6,
+        "product_rss_growth_mb": sampler.growth / 1e6,
+    }

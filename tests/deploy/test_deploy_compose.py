@@ -174,6 +174,7 @@ def test_optional_settings_default_like_the_library(compose_config: dict) -> Non
         "delivery_url": "DELIVERY_URL",
         "audio_url_allowlist": "AUDIO_URL_ALLOWLIST",
         "egress_allowlist": "EGRESS_ALLOWLIST",
+        "destination_url_allowlist": "DESTINATION_URL_ALLOWLIST",
         "ai_api_key": "AI_API_KEY",
     }
     for field, var in knobs.items():

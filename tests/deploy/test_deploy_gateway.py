@@ -41,6 +41,7 @@ def stub(name: str) -> ThreadingHTTPServer:
                     "path": self.path,
                     "host": self.headers.get("Host"),
                     "forwarded_for": self.headers.get("X-Forwarded-For"),
+                    "real_ip": self.headers.get("X-Real-IP"),
                     "body": body.decode(),
                 }
             ).encode()
@@ -66,10 +67,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def real_ip_directives(real_ip_from: str) -> str:
+    """What the image's entrypoint gets from frontend/real-ip-from.envsh for REAL_IP_FROM."""
+    proc = subprocess.run(
+        ["sh", "-c", '. ./frontend/real-ip-from.envsh && printf %s "$NGINX_SET_REAL_IP_FROM"'],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), "REAL_IP_FROM": real_ip_from},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 @contextlib.contextmanager
-def running_gateway(tools: Path, tmp: Path, down: str | None = None) -> Iterator[dict]:
+def running_gateway(
+    tools: Path, tmp: Path, down: str | None = None, real_ip_from: str = ""
+) -> Iterator[dict]:
     """Nginx with the gateway config in front of stub upstreams; `down` names an upstream
-    whose port nobody listens on."""
+    whose port nobody listens on; `real_ip_from` as the image's REAL_IP_FROM."""
     html = tmp / "html"
     (html / "assets").mkdir(parents=True)
     (html / "index.html").write_text("<!doctype html><title>ui</title>", encoding="utf-8")
@@ -82,6 +99,7 @@ def running_gateway(tools: Path, tmp: Path, down: str | None = None) -> Iterator
         env[f"{down.upper()}_URL"] = f"http://127.0.0.1:{free_port()}"
     # IP-literal upstreams: the resolver is never asked, no traffic leaves loopback.
     env |= {"PROXY_TIMEOUT": "30s", "NGINX_LOCAL_RESOLVERS": "127.0.0.1"}
+    env["NGINX_SET_REAL_IP_FROM"] = real_ip_directives(real_ip_from)
     port = free_port()
     site = envsubst_defined((ROOT / "frontend/nginx.conf").read_text(encoding="utf-8"), env)
     assert "${" not in site, "a template variable is not set by frontend/Dockerfile or here"
@@ -197,6 +215,7 @@ def test_api_routes(gateway: dict, method: str, path: str, upstream: str) -> Non
     stub_port = gateway["stubs"][upstream].server_address[1]
     assert seen["host"] == f"127.0.0.1:{stub_port}"
     assert seen["forwarded_for"] == "127.0.0.1"
+    assert seen["real_ip"] == "127.0.0.1"
 
 
 @pytest.mark.parametrize(("method", "path", "upstream"), CASES)
@@ -255,3 +274,65 @@ def test_an_unreachable_function_answers_in_the_api_error_format(
     assert status == 503
     assert headers["content-type"].startswith("application/json")
     assert json.loads(body)["error"]["code"] == "service_unavailable"
+
+
+SPOOFED = {"X-Real-IP": "6.6.6.6", "X-Forwarded-For": "6.6.6.6"}
+
+
+def test_the_client_address_is_the_peer_whatever_the_client_says(gateway: dict) -> None:
+    """Issue 16, item 1: the functions read the client's address from X-Real-IP (login delays,
+    audit), so the gateway at the edge sets it to the TCP peer and never passes on the client's
+    X-Real-IP or X-Forwarded-For as the address."""
+    for method, path in (("POST", "/api/v1/auth/token"), ("GET", "/api/v1/calls")):
+        status, _, raw = request(gateway, method, path, b"x" if method == "POST" else None, SPOOFED)
+        assert status == 200, raw
+        assert json.loads(raw)["real_ip"] == "127.0.0.1"
+
+
+def test_behind_a_listed_proxy_the_address_it_set_is_passed_on(tools: Path, tmp_path: Path) -> None:
+    """Behind the Ingress controller (REAL_IP_FROM lists it, here: loopback), its X-Real-IP is
+    the client's address; a peer not listed is not believed."""
+    with running_gateway(tools, tmp_path, real_ip_from="127.0.0.1/32, ::1") as gateway:
+        status, _, raw = request(
+            gateway, "POST", "/api/v1/auth/token", b"x", {"X-Real-IP": "203.0.113.7"}
+        )
+        assert status == 200 and json.loads(raw)["real_ip"] == "203.0.113.7"
+    with running_gateway(tools, tmp_path / "other", real_ip_from="10.0.0.0/8") as gateway:
+        status, _, raw = request(
+            gateway, "POST", "/api/v1/auth/token", b"x", {"X-Real-IP": "203.0.113.7"}
+        )
+        assert status == 200 and json.loads(raw)["real_ip"] == "127.0.0.1"
+
+
+def test_real_ip_from_refuses_what_is_not_an_address() -> None:
+    proc = subprocess.run(
+        ["sh", "-c", ". ./frontend/real-ip-from.envsh"],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), "REAL_IP_FROM": "10.0.0.0/8; include /etc"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0 and "REAL_IP_FROM" in proc.stderr
+
+
+def test_the_image_sources_real_ip_from_at_start() -> None:
+    """The entrypoint sources /docker-entrypoint.d/*.envsh only when executable."""
+    mode = subprocess.run(
+        ["git", "ls-files", "-s", "frontend/real-ip-from.envsh"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()[0]  # fmt: skip
+    assert mode == "100755"
+    dockerfile = (ROOT / "frontend/Dockerfile").read_text(encoding="utf-8")
+    assert "frontend/real-ip-from.envsh /docker-entrypoint.d/" in dockerfile
+    assert 'REAL_IP_FROM=""' in dockerfile
+
+
+def test_make_run_sends_the_same_security_headers() -> None:
+    from call_downloader.server.gateway import SECURITY_HEADERS
+
+    text = (ROOT / "frontend/nginx.conf").read_text(encoding="utf-8")
+    # The server block's own headers (four spaces in): a location's (Allow on a 405) are not
+    # security headers.
+    nginx = dict(re.findall(r'^    add_header (\S+) "([^"]*)" always;', text, re.M))
+    assert nginx == dict(SECURITY_HEADERS)

@@ -675,7 +675,7 @@ class Drill:
                 "ADMIN_PASSWORD": secrets.token_urlsafe(16),
                 "ACCESS_TOKEN_MINUTES": "600",
                 "DATA_DIR": str(self.dir / "data"),
-                "AUDIO_URL_ALLOWLIST": "127.0.0.1",
+                "AUDIO_URL_ALLOWLIST": "127.0.0.1:*",
                 # Short schedules so that outages of a few seconds are ridden out in a drill.
                 "AI_TIMEOUT_SECONDS": "3",
                 "AI_RETRY_DELAYS": "0.5,1,1,2,2,3,3,3,3,3,3,3,3,3,3",

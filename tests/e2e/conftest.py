@@ -110,7 +110,7 @@ def start_server(
             "DATA_DIR": str(tmp_path / "data"),
             "AI_RETRY_DELAYS": "0.2,0.4,0.8,1,1,1,1,1,1,1",
             "DELIVERY_RETRY_DELAYS": "0.2,0.4,0.8,1,1,1,1,1,1,1",
-            "AUDIO_URL_ALLOWLIST": "127.0.0.1",
+            "AUDIO_URL_ALLOWLIST": "127.0.0.1:*",
             **extra_env,
         }
     )

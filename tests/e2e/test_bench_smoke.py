@@ -22,7 +22,7 @@ def test_bench_runs_every_quick_measure_beside_its_baseline(tmp_path):
             sys.executable,
             str(ROOT / "tests" / "bench" / "bench_main.py"),
             "--only",
-            "pipeline,latency,relay,ingest,coldstart,probe",
+            "pipeline,latency,relay,ingest,callbacks,coldstart,probe",
             "--calls",
             "12",
             "--rounds",
@@ -60,5 +60,6 @@ def test_bench_runs_every_quick_measure_beside_its_baseline(tmp_path):
     assert results["latency"]["product"]["p50_s"] > 0, results["latency"]
     for measure in ("relay", "ingest", "coldstart", "probe"):
         assert results[measure], (measure, run.stdout[-3000:])
+    assert results["callbacks"]["statuses"] == [401] * 4, results["callbacks"]
     assert chart.stat().st_size > 10_000
     assert "Pipeline throughput" in run.stdout and "CPU ms/call" in run.stdout

@@ -207,7 +207,9 @@ def inbox() -> Iterator[Inbox]:
 def test_dead_letter_replay_and_destination_management(
     ui: Page, make_server, receiver_ui, inbox
 ) -> None:
-    server = make_server(DELIVERY_RETRY_DELAYS="0.1,0.1")
+    # The added destination listens on loopback, which only the allowlist opens (with its port).
+    inbox_host = inbox.url.split("/")[2]
+    server = make_server(DELIVERY_RETRY_DELAYS="0.1,0.1", DESTINATION_URL_ALLOWLIST=inbox_host)
     receiver_ui.fail_rate = 1.0  # the destination answers 503: the delivery dies
     call_id = upload_via_api(server, "wav_pcm16_8k", "UNDELIVERED-1")
     e2e.wait_for(lambda: call_status(server, call_id)["status"] == "failed", timeout=60)

@@ -4,6 +4,7 @@ when several test folders are collected together)."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,29 @@ def assert_clear_refusal(response: Any, *statuses: int) -> dict[str, Any]:
     assert isinstance(body, dict) and isinstance(body.get("error"), dict), response.get_data()
     assert body["error"].get("code") and body["error"].get("message"), body
     return body
+
+
+def exchange(port: int, head: bytes, body_parts: list[bytes], *, close_write: bool) -> bytes:
+    """Send a request piece by piece; return whatever the server answered (maybe nothing)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        try:
+            sock.sendall(head)
+            for piece in body_parts:
+                sock.sendall(piece)
+            if close_write:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may refuse and close while we still send
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+        return answer
+
+
+def status_of(answer: bytes) -> int | None:
+    if not answer.startswith(b"HTTP/1."):
+        return None
+    return int(answer.split(b" ", 2)[1])

@@ -557,7 +557,7 @@ def test_redirects_are_never_followed(
 ):
     from call_downloader.config import reset_settings
 
-    monkeypatch.setenv("AUDIO_URL_ALLOWLIST", "127.0.0.1")  # the redirector itself is allowed
+    monkeypatch.setenv("AUDIO_URL_ALLOWLIST", "127.0.0.1:*")  # the redirector itself is allowed
     reset_settings()
     port, hits = redirector
     before = footprint()
@@ -632,3 +632,51 @@ def test_deeply_nested_callback_is_a_4xx(clients, waiting_call):
         f"/api/v1/ai/callback?token={token}", data=b"[" * 50000, content_type="application/json"
     )
     assert 400 <= response.status_code < 500
+
+
+class _BodyNeverRead(io.RawIOBase):
+    """A request body that fails the request if anything reads it before the answer."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        raise AssertionError("the body was read")
+
+
+@pytest.mark.parametrize("token", ["", "x", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"])
+def test_a_bad_callback_token_is_refused_before_the_body_is_read(clients, waiting_call, token):
+    """Issue 16, item 2: four parallel 15 MB bodies with a wrong token once grew the server by
+    2.9 GB (read and parsed, then 422). The token is checked first: no byte is read."""
+    before = footprint()
+    response = clients["ingest"].post(
+        f"/api/v1/ai/callback?token={token}",
+        content_type="application/json",
+        environ_overrides={"wsgi.input": _BodyNeverRead(), "CONTENT_LENGTH": "15000000"},
+    )
+    refused_cleanly(response, 401, before=before)
+
+
+def test_a_callback_result_is_parsed_once_and_limited_in_size(clients, waiting_call, monkeypatch):
+    from call_downloader.ai.client import MAX_RESULT_BYTES
+
+    _, token = waiting_call
+    url = f"/api/v1/ai/callback?token={token}"
+    too_large = b'{"transcript": "' + b"a" * MAX_RESULT_BYTES + b'"}'
+    response = clients["ingest"].post(url, data=too_large, content_type="application/json")
+    assert_clear_refusal(response, 413)
+    assert MAX_RESULT_BYTES < 20 * 1024 * 1024  # fit for a result, not any JSON
+
+    body = json.dumps({"transcript": "hello"}).encode()
+    parses = []
+    real_loads = json.loads
+
+    def counting_loads(raw, *args, **kwargs):
+        if raw == body:
+            parses.append(raw)
+        return real_loads(raw, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting_loads)
+    response = clients["ingest"].post(url, data=body, content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    assert len(parses) == 1

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from audio_fixtures import make_fixture
-from hostile_helpers import FOOTPRINT_TABLES
+from hostile_helpers import FOOTPRINT_TABLES, exchange, status_of
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 200_000
@@ -88,32 +88,6 @@ def counts() -> dict[str, int]:
             for t in FOOTPRINT_TABLES
             if t not in ("users",)
         }
-
-
-def exchange(port: int, head: bytes, body_parts: list[bytes], *, close_write: bool) -> bytes:
-    """Send a request piece by piece; return whatever the server answered (maybe nothing)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        try:
-            sock.sendall(head)
-            for piece in body_parts:
-                sock.sendall(piece)
-            if close_write:
-                sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the server may refuse and close while we still send
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except OSError:
-            pass
-        return answer
-
-
-def status_of(answer: bytes) -> int | None:
-    if not answer.startswith(b"HTTP/1."):
-        return None
-    return int(answer.split(b" ", 2)[1])
 
 
 def multipart_head(boundary: str) -> bytes:

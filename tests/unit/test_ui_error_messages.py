@@ -28,23 +28,43 @@ def _name(func: ast.expr) -> str | None:
     return None
 
 
-def _constants(tree: ast.Module) -> dict[str, str]:
-    """Module-level NAME = "string" assignments."""
-    out = {}
+def _constants(tree: ast.Module) -> dict[str, str | list[str]]:
+    """Module-level NAME = "string" assignments, and NAME = {...: "string", ...} (its values)."""
+    out: dict[str, str | list[str]] = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+        if not isinstance(node, ast.Assign):
+            continue
+        value: str | list[str] | None = None
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            value = node.value.value
+        elif isinstance(node.value, ast.Dict) and all(
+            isinstance(v, ast.Constant) and isinstance(v.value, str) for v in node.value.values
+        ):
+            value = [v.value for v in node.value.values]  # type: ignore[union-attr]
+        if value is not None:
             for target in node.targets:
-                if isinstance(target, ast.Name) and isinstance(node.value.value, str):
-                    out[target.id] = node.value.value
+                if isinstance(target, ast.Name):
+                    out[target.id] = value
     return out
 
 
-def _values(arg: ast.expr | None, constants: dict[str, str]) -> list[str] | None:
+def _values(arg: ast.expr | None, constants: dict[str, str | list[str]]) -> list[str] | None:
     """The strings an argument can be, or None when the source does not say."""
     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
         return [arg.value]
-    if isinstance(arg, ast.Name) and arg.id in constants:
-        return [constants[arg.id]]
+    if isinstance(arg, ast.Name) and isinstance(constants.get(arg.id), str):
+        return [constants[arg.id]]  # type: ignore[list-item]
+    if (  # TABLE.get(key, "default") on a module-level table of codes
+        isinstance(arg, ast.Call)
+        and isinstance(arg.func, ast.Attribute)
+        and arg.func.attr == "get"
+        and isinstance(arg.func.value, ast.Name)
+        and isinstance(constants.get(arg.func.value.id), list)
+        and len(arg.args) == 2
+    ):
+        default = _values(arg.args[1], constants)
+        table = constants[arg.func.value.id]
+        return None if default is None else [*table, *default]
     if isinstance(arg, ast.IfExp):
         a, b = _values(arg.body, constants), _values(arg.orelse, constants)
         return a + b if a is not None and b is not None else None
@@ -99,6 +119,8 @@ def server_error_codes() -> tuple[set[str], list[str]]:
             for node in ast.walk(tree):
                 if isinstance(node, ast.Dict):
                     for arg in _error_bodies(node):
+                        if isinstance(arg, ast.Attribute) and arg.attr == "code":
+                            continue  # passes on another error's code (an ApiError's)
                         found = _values(arg, constants)
                         if found is None:
                             unresolved.append(f"{path.relative_to(ROOT)}:{node.lineno}")

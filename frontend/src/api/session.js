@@ -72,8 +72,10 @@ export function reloadSession() {
 
 // What each role may do (SPEC 3.6): the UI offers only what the role allows.
 const CAPABILITIES = {
-  admin: ['read', 'stats', 'upload', 'repair', 'destinations', 'manageDestinations', 'deadLetters', 'admin'],
-  operator: ['read', 'stats', 'upload', 'repair', 'destinations', 'manageDestinations', 'deadLetters'],
+  // manageDestinations: add, edit, rotate (admins: SPEC 3.4); operateDestinations: switch on
+  // and off, send a test event.
+  admin: ['read', 'stats', 'upload', 'repair', 'destinations', 'manageDestinations', 'operateDestinations', 'deadLetters', 'admin'],
+  operator: ['read', 'stats', 'upload', 'repair', 'destinations', 'operateDestinations', 'deadLetters'],
   viewer: ['read', 'stats', 'destinations', 'deadLetters'],
   source: ['read', 'upload'],
 }

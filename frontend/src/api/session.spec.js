@@ -30,6 +30,9 @@ describe('session', () => {
     expect(can('upload', 'source')).toBe(true)
     expect(can('upload', 'viewer')).toBe(false)
     expect(can('manageDestinations', 'viewer')).toBe(false)
+    expect(can('manageDestinations', 'operator')).toBe(false) // admins add and edit them
+    expect(can('operateDestinations', 'operator')).toBe(true) // operators switch and test
+    expect(can('operateDestinations', 'viewer')).toBe(false)
     expect(can('read', null)).toBe(false)
   })
 })

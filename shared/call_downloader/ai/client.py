@@ -35,7 +35,9 @@ from call_downloader.net.transport import (
     sanitize_filename,
 )
 
-MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+# The largest AI result taken, answered or called back: a long call's transcript with word
+# timings is a few MB; the JSON is parsed in memory, at several times its size.
+MAX_RESULT_BYTES = 8 * 1024 * 1024
 REASON_CHARS = 500
 OPENAI_PATH = "/v1/audio/transcriptions"
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
@@ -66,7 +68,7 @@ class AiClient:
         api_key: str = "",
         timeout: float = 120.0,
         *,
-        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_response_bytes: int = MAX_RESULT_BYTES,
         client: httpx.Client | None = None,
     ) -> None:
         parts = urlsplit(url or "")

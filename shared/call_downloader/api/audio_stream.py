@@ -4,8 +4,10 @@
     GET      /api/v1/calls/<id>/audio-link   a short-lived URL for that, for <audio src>
 
 An <audio> element cannot send an Authorization header, so the UI asks for a link: the URL
-carries a signed token naming the call and the user, good for AUDIO_LINK_SECONDS. The user is
-checked again (active, role, a source's own call) each time the link is used. API clients may
+carries a signed token naming the call, the user and the login session it was asked in, good
+for AUDIO_LINK_SECONDS. The user is checked again (active, role, a source's own call) each time
+the link is used, and so is the session: a link dies with it (logout, password change or
+reset). A link asked for with an API key has no session: it lasts its hour. API clients may
 call the audio path with their usual credentials instead.
 """
 
@@ -29,7 +31,7 @@ from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import Call, Role, User
 from call_downloader.http.errors import ApiError
 from call_downloader.http.routing import Router
-from call_downloader.security.identity import Identity, require, unauthorized
+from call_downloader.security.identity import Identity, require, session_revoked, unauthorized
 from call_downloader.storage.audio_range import iter_range, stored_size
 
 READERS = (Role.ADMIN, Role.OPERATOR, Role.VIEWER, Role.SOURCE)
@@ -63,14 +65,20 @@ def _serializers() -> list[URLSafeTimedSerializer]:
     return [URLSafeTimedSerializer(s, salt=_LINK_SALT) for s in secrets]
 
 
-def make_audio_token(call_id: uuid.UUID, user_id: uuid.UUID) -> str:
-    return _serializers()[0].dumps({"c": str(call_id), "u": str(user_id)})
+def make_audio_token(
+    call_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID | None = None
+) -> str:
+    data = {"c": str(call_id), "u": str(user_id)}
+    if session_id is not None:
+        data["s"] = str(session_id)
+    return _serializers()[0].dumps(data)
 
 
 def read_audio_token(
     token: str, call_id: uuid.UUID, max_age: int = AUDIO_LINK_SECONDS
-) -> uuid.UUID:
-    """The user id in a valid, unexpired link token for `call_id`, else 401."""
+) -> tuple[uuid.UUID, uuid.UUID | None]:
+    """The user id and login session in a valid, unexpired link token for `call_id`, else
+    401."""
     if len(token) > _MAX_TOKEN_LENGTH:
         raise unauthorized("invalid or expired audio link")
     for serializer in _serializers():
@@ -81,19 +89,22 @@ def read_audio_token(
         if not isinstance(data, dict) or data.get("c") != str(call_id):
             break
         try:
-            return uuid.UUID(str(data.get("u")))
+            session = uuid.UUID(str(data["s"])) if data.get("s") is not None else None
+            return uuid.UUID(str(data.get("u"))), session
         except ValueError:
             break
     raise unauthorized("invalid or expired audio link")
 
 
 def _identity_from_link(token: str, call_id: uuid.UUID) -> Identity:
-    user_id = read_audio_token(token, call_id)
+    user_id, session_id = read_audio_token(token, call_id)
     with unit_of_work() as session:
         user = session.get(User, user_id)
         if user is None or not user.active or user.role not in READERS:
             raise unauthorized("invalid or expired audio link")
-        return Identity(user.id, user.username, user.role, "audio_link")
+        if session_id is not None and session_revoked(session, session_id):
+            raise unauthorized("invalid or expired audio link")
+        return Identity(user.id, user.username, user.role, "audio_link", session_id)
 
 
 def _visible_call(session: Any, identity: Identity, call_id: uuid.UUID) -> Call:
@@ -122,7 +133,7 @@ def audio_link(request: flask.Request, call_id: str) -> Any:
     cid = params.path_uuid(call_id, "call")
     with unit_of_work() as session:
         _visible_call(session, identity, cid)
-    token = make_audio_token(cid, identity.user_id)
+    token = make_audio_token(cid, identity.user_id, identity.session_id)
     expires = datetime.now(UTC) + timedelta(seconds=AUDIO_LINK_SECONDS)
     return (
         {

@@ -39,7 +39,7 @@ from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import Call, CallStatus, Role, User
 from call_downloader.http.errors import ApiError
 from call_downloader.http.routing import Router
-from call_downloader.pipeline.views import call_json
+from call_downloader.pipeline.views import call_json, for_source
 from call_downloader.security.identity import Identity, require
 
 router = Router("calls")
@@ -119,7 +119,7 @@ def get_call(request: flask.Request, call_id: str) -> dict:  # type: ignore[type
         body = call_json(session, cid)
         body["source"] = session.scalar(select(User.username).where(User.id == call.source_id))
         body["result_versions"] = _result_versions(session, cid)
-        return body
+        return for_source(body) if identity.role == Role.SOURCE else body
 
 
 def _result_versions(session: Session, cid: uuid.UUID) -> list[dict[str, Any]]:
@@ -237,7 +237,7 @@ def list_calls(request: flask.Request) -> Any:
         for call, _ in found:
             item = call_json(session, call.id, detail=False)
             item["source"] = names.get(call.source_id)
-            items.append(item)
+            items.append(for_source(item) if identity.role == Role.SOURCE else item)
         next_cursor = None
         if more and found:
             last, last_value = found[-1]

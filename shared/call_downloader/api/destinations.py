@@ -1,18 +1,21 @@
 """Destinations over HTTP: where results are delivered (SPEC 3.3, issue 4).
 
     GET   /api/v1/destinations                    staff
-    POST  /api/v1/destinations                    admin, operator  {name, url, secret?, enabled?}
+    POST  /api/v1/destinations                    admin  {name, url, secret?, enabled?}
     GET   /api/v1/destinations/<id>               staff
-    PATCH /api/v1/destinations/<id>               admin, operator  {name?, url?, enabled?}
-    POST  /api/v1/destinations/<id>/rotate-secret admin, operator  {overlap_seconds?, secret?}
+    PATCH /api/v1/destinations/<id>               admin {name?, url?, enabled?}; operator {enabled}
+    POST  /api/v1/destinations/<id>/rotate-secret admin  {overlap_seconds?, secret?}
     POST  /api/v1/destinations/<id>/test          admin, operator  one signed test event
 
 A secret is shown whole only when it is made (create, rotate); lists show its last characters.
 During a rotation the old secret keeps signing next to the new one until the overlap ends
 (Standard Webhooks allows several signatures), so receivers can switch without losing a message.
-URLs are checked with the destination policy: internal addresses are fine, link-local and
-cloud-metadata ones never. The destination mirrored from DELIVERY_URL/DELIVERY_SECRET is managed
-by configuration: its URL, name and secret are changed there, not here.
+URLs follow `pipeline.destinations.destination_policy`: public addresses only, unless
+DESTINATION_URL_ALLOWLIST lists the host; never link-local or cloud metadata (SPEC 3.4). A
+test answers with the status and timing; the body of the answer only for the destination of the
+configuration or an allowlisted one, so the product is no window onto what an address serves.
+The destination mirrored from DELIVERY_URL/DELIVERY_SECRET is managed by configuration: its URL,
+name and secret are changed there, not here.
 """
 
 from __future__ import annotations
@@ -33,18 +36,14 @@ from call_downloader.db.models import Delivery, Destination, Role
 from call_downloader.http.errors import ApiError
 from call_downloader.http.routing import Router
 from call_downloader.net.ssrf import Policy, TargetError, UnresolvableTarget, check_url
-from call_downloader.net.webhooks import (
-    generate_secret,
-    post_webhook,
-    sign_headers,
-    validate_secret,
-)
-from call_downloader.pipeline.destinations import signing_secrets
+from call_downloader.net.webhooks import generate_secret, post_webhook, sign_headers
+from call_downloader.pipeline.destinations import destination_policy, signing_secrets
 from call_downloader.security import audit
 from call_downloader.security.identity import client_ip, require
+from call_downloader.security.secret_rules import check_webhook_secret
 
 STAFF = (Role.ADMIN, Role.OPERATOR, Role.VIEWER)
-MANAGERS = (Role.ADMIN, Role.OPERATOR)
+OPERATORS = (Role.ADMIN, Role.OPERATOR)  # switch destinations on and off, send test events
 MAX_NAME = 100
 MAX_URL = 2000
 DEFAULT_OVERLAP_SECONDS = 24 * 3600
@@ -102,14 +101,14 @@ def _counts(session: Any, dest_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str
 
 
 def checked_url(raw: Any) -> str:
-    """The URL if a webhook may be sent there (destination policy), else 422."""
+    """The URL if a destination made through the API may send there, else 422."""
     if not isinstance(raw, str) or not raw.strip():
         raise ApiError(422, "validation_error", "url is required")
     url = raw.strip()
     if len(url) > MAX_URL:
         raise ApiError(422, "validation_error", f"url is longer than {MAX_URL} characters")
     try:
-        check_url(url, policy=Policy.destination())
+        check_url(url, policy=destination_policy(from_config=False))
     except UnresolvableTarget as exc:
         raise ApiError(
             422, "invalid_url", f"url: the host does not resolve ({exc.reason})"
@@ -125,7 +124,7 @@ def _secret(raw: Any) -> str:
     if not isinstance(raw, str) or len(raw) > 200:
         raise ApiError(422, "validation_error", "secret must be a 'whsec_...' string")
     try:
-        return validate_secret(raw)
+        return check_webhook_secret(raw)
     except ValueError as exc:
         raise ApiError(422, "validation_error", f"secret: {exc}") from None
 
@@ -159,7 +158,7 @@ def get_destination(request: flask.Request, dest_id: str) -> Any:
 
 
 def create_destination(request: flask.Request) -> Any:
-    who = require(request, *MANAGERS)
+    who = require(request)  # admins only (SPEC 3.4)
     params.query(request, set())
     data = params.json_body(request, {"name", "url", "secret", "enabled"}, empty_ok=False)
     name = params.body_string(data, "name", required=True, max_length=MAX_NAME)
@@ -193,11 +192,13 @@ def create_destination(request: flask.Request) -> Any:
 
 
 def update_destination(request: flask.Request, dest_id: str) -> Any:
-    who = require(request, *MANAGERS)
+    who = require(request, *OPERATORS)
     params.query(request, set())
     data = params.json_body(request, {"name", "url", "enabled"}, empty_ok=False)
     if not data:
         raise ApiError(422, "validation_error", "nothing to change: send name, url and/or enabled")
+    if not who.is_admin and ({"name", "url"} & data.keys()):
+        raise ApiError(403, "forbidden", "only admins change a destination's name or URL")
     name = params.body_string(data, "name", required="name" in data, max_length=MAX_NAME)
     url = checked_url(data["url"]) if "url" in data else None
     enabled = params.body_bool(data, "enabled")
@@ -239,7 +240,7 @@ def update_destination(request: flask.Request, dest_id: str) -> Any:
 
 
 def rotate_secret(request: flask.Request, dest_id: str) -> Any:
-    who = require(request, *MANAGERS)
+    who = require(request)  # admins only
     params.query(request, set())
     data = params.json_body(request, {"overlap_seconds", "secret"})
     overlap = params.body_int(data, "overlap_seconds", 0, MAX_OVERLAP_SECONDS)
@@ -280,13 +281,14 @@ def rotate_secret(request: flask.Request, dest_id: str) -> Any:
 
 def send_test(request: flask.Request, dest_id: str) -> Any:
     """Send one signed test event now and report what the destination answered."""
-    who = require(request, *MANAGERS)
+    who = require(request, *OPERATORS)
     params.query(request, set())
     params.json_body(request, set())
     with unit_of_work() as session:
         dest = _get(session, dest_id)
         url, name, secrets = dest.url, dest.name, signing_secrets(dest)
-        did = dest.id
+        did, from_config = dest.id, dest.from_config
+    policy = destination_policy(from_config)
     msg_id = f"msg_test_{uuid.uuid4().hex}"
     payload = {
         "type": "test",
@@ -297,13 +299,10 @@ def send_test(request: flask.Request, dest_id: str) -> Any:
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = sign_headers(msg_id, body, secrets)
     outcome = post_webhook(
-        url,
-        body,
-        headers,
-        timeout=get_settings().delivery_timeout_seconds,
-        policy=Policy.destination(),
+        url, body, headers, timeout=get_settings().delivery_timeout_seconds, policy=policy
     )
     ok = outcome.outcome == "delivered"
+    shows_body = from_config or _allowlisted(url, policy)
     audit.record(
         who.username,
         "destination.test",
@@ -316,7 +315,15 @@ def send_test(request: flask.Request, dest_id: str) -> Any:
         "webhook_id": msg_id,
         "status_code": outcome.status_code,
         "latency_ms": round(outcome.latency_ms, 1),
-        "response_excerpt": outcome.excerpt,
+        "response_excerpt": outcome.excerpt if shows_body else None,
         "error": outcome.error,
         "signatures": len(secrets),
     }
+
+
+def _allowlisted(url: str, policy: Policy) -> bool:
+    """Is `url` reached through DESTINATION_URL_ALLOWLIST (a host its admins vouched for)?"""
+    try:
+        return bool(policy.allowlisted(check_url(url, policy=policy)))
+    except TargetError:
+        return False

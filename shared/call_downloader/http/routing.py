@@ -14,6 +14,7 @@ import flask
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
+from call_downloader.config import ConfigurationError
 from call_downloader.http.errors import ApiError, api_error_response, error_response
 from call_downloader.observability.context import bind
 from call_downloader.observability.endpoints import set_route
@@ -77,6 +78,9 @@ class Router:
         except HTTPException as exc:  # e.g. werkzeug's RequestEntityTooLarge
             code = (exc.name or "error").lower().replace(" ", "_")
             return error_response(exc.code or 500, code, exc.description or "error")
+        except ConfigurationError as exc:
+            log.error("%s: configuration refused: %s", self.name, exc)
+            return error_response(503, "not_configured", "the service is not configured correctly")
         except Exception as exc:
             if _is_unavailable(exc):
                 # A dependency restarting is not a bug: ask the client to come back.
@@ -128,10 +132,7 @@ def _healthz(request: flask.Request) -> Any:
 
 
 def _readyz(request: flask.Request) -> Any:
-    from call_downloader.health import is_ready, readiness
+    from call_downloader.observability.endpoints import readiness_answer
 
-    checks = readiness()
-    ok = is_ready(checks)
-    return flask.make_response(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
-    )
+    body, status = readiness_answer(request)
+    return flask.make_response(body, status)

@@ -7,14 +7,17 @@ request to an address that was not checked.
 
 Two policies (SPEC 3.1, 3.4):
 
-- `Policy.public_only(allowlist)` — `audio_url` downloads: only globally routable unicast
-  addresses, unless the host name, the address or a CIDR range holding it is on the allowlist
-  (`AUDIO_URL_ALLOWLIST`). An allowlisted target is judged like a webhook destination: internal
-  addresses become fine, but link-local, cloud metadata, unspecified, multicast, broadcast and
-  reserved addresses stay refused whatever the allowlist says.
-- `Policy.destination()` — webhook destinations: internal addresses (private, loopback, CGNAT,
-  unique-local) are allowed; link-local, cloud metadata, unspecified, multicast, broadcast and
-  reserved addresses are not.
+- `Policy.public_only(allowlist)` — `audio_url` downloads and destinations made through the
+  API: only globally routable unicast addresses, unless the host name, the address or a CIDR
+  range holding it is on the allowlist (`AUDIO_URL_ALLOWLIST`, `DESTINATION_URL_ALLOWLIST`),
+  with the URL's port: an entry may name its port (`pbx.corp:8443`, `[fd00::5]:8080`,
+  `10.0.0.0/8:8080`) or any port (`pbx.corp:*`), and without one stands for 80 and 443. An
+  allowlisted target is judged like the configured destination: internal addresses become
+  fine, but link-local, cloud metadata, unspecified, multicast, broadcast and reserved
+  addresses stay refused whatever the allowlist says.
+- `Policy.destination()` — the destination of the configuration (`DELIVERY_URL`), trusted:
+  internal addresses (private, loopback, CGNAT, unique-local) are allowed; link-local, cloud
+  metadata, unspecified, multicast, broadcast and reserved addresses are not.
 
 Above both, `EGRESS_ALLOWLIST` (`Egress`), when set, confines every outbound connection of the
 product (downloads, the AI, webhooks, destination tests) to the host names, addresses and CIDR
@@ -44,9 +47,11 @@ import idna
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
+Ports = frozenset[int] | None  # the ports an allowlist entry opens; None: any
 
 MAX_URL_LENGTH = 4096
 DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_ALLOWLIST_PORTS = frozenset(DEFAULT_PORTS.values())
 
 # Address categories. Those in ALWAYS_FORBIDDEN are refused by every policy, allowlist or not.
 LOOPBACK = "loopback"
@@ -237,39 +242,55 @@ class Policy:
         internal_allowed: bool,
         allow_loopback: bool = True,
         allowlist: Sequence[str] = (),
+        setting: str = "AUDIO_URL_ALLOWLIST",
+        default_ports: Ports = DEFAULT_ALLOWLIST_PORTS,
     ) -> None:
         self.name = name
+        self._default_ports = default_ports
         self.internal_allowed = internal_allowed
         self.allow_loopback = allow_loopback
-        self.allowed_hosts: set[str] = set()
-        self.allowed_suffixes: list[str] = []
-        self.allowed_networks: list[IPNetwork] = []
+        # Each entry with the ports it opens (None: any).
+        self.allowed_hosts: list[tuple[str, Ports]] = []
+        self.allowed_suffixes: list[tuple[str, Ports]] = []
+        self.allowed_networks: list[tuple[IPNetwork, Ports]] = []
         for raw in allowlist:
-            self._add_allowlist_entry(raw)
+            self._add_allowlist_entry(raw, setting)
 
     @classmethod
-    def public_only(cls, allowlist: Sequence[str] = ()) -> Policy:
-        """For `audio_url`: public unicast only, plus whatever `allowlist` names.
+    def public_only(
+        cls, allowlist: Sequence[str] = (), *, setting: str = "AUDIO_URL_ALLOWLIST"
+    ) -> Policy:
+        """Public unicast only, plus whatever `allowlist` names (`setting` is where it comes
+        from, for the error message).
 
         Entries are host names (`pbx.corp`, or `*.corp` for every name under `corp`), addresses
-        (`10.0.0.5`, `fd00::5`) or CIDR ranges (`10.20.0.0/16`). A bad entry raises ValueError.
+        (`10.0.0.5`, `fd00::5`) or CIDR ranges (`10.20.0.0/16`), each optionally with a port
+        (`pbx.corp:8443`, `[fd00::5]:8443`, `10.20.0.0/16:8080`) or `:*` for any port; without
+        one, ports 80 and 443.
+        A bad entry raises ValueError.
         """
-        return cls(name="public_only", internal_allowed=False, allowlist=allowlist)
+        return cls(name="public_only", internal_allowed=False, allowlist=allowlist, setting=setting)
 
     @classmethod
     def destination(cls, *, allow_loopback: bool = True) -> Policy:
-        """For webhook destinations: internal addresses allowed, never link-local or metadata."""
+        """The configured destination: internal addresses allowed, never link-local or
+        metadata."""
         return cls(name="destination", internal_allowed=True, allow_loopback=allow_loopback)
 
     def __repr__(self) -> str:
         return f"Policy({self.name})"
 
-    def _add_allowlist_entry(self, raw: str) -> None:
+    def _add_allowlist_entry(self, raw: str, setting: str) -> None:
         entry = str(raw).strip().lower()
         if not entry:
             return
         try:
-            self.allowed_networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            entry, ports = _split_entry_port(entry, self._default_ports)
+        except ValueError:
+            raise ValueError(f"{setting} entry {raw!r} has an invalid port") from None
+        try:
+            network = ipaddress.ip_network(entry.strip("[]"), strict=False)
+            self.allowed_networks.append((network, ports))
             return
         except ValueError:
             pass
@@ -278,31 +299,42 @@ class Policy:
             name = _normalise_name(entry[2:] if wildcard else entry)
         except ForbiddenTarget:
             raise ValueError(
-                f"AUDIO_URL_ALLOWLIST entry {raw!r} is not a host name, address or CIDR range"
+                f"{setting} entry {raw!r} is not a host name, address or CIDR range"
             ) from None
-        if _literal_address(name) is not None:
+        literal = _literal_address(name)
+        if literal is not None:
             # e.g. `127.1`: accept the spelling libc would, as its canonical address.
-            self.allowed_networks.append(ipaddress.ip_network(_literal_address(name)))
+            self.allowed_networks.append((ipaddress.ip_network(literal), ports))
         elif wildcard:
-            self.allowed_suffixes.append("." + name)
+            self.allowed_suffixes.append(("." + name, ports))
         else:
-            self.allowed_hosts.add(name)
+            self.allowed_hosts.append((name, ports))
 
-    def host_allowlisted(self, host: str) -> bool:
-        return host in self.allowed_hosts or any(host.endswith(s) for s in self.allowed_suffixes)
+    def host_allowlisted(self, host: str, port: int) -> bool:
+        return any(host == h and _opens(p, port) for h, p in self.allowed_hosts) or any(
+            host.endswith(s) and _opens(p, port) for s, p in self.allowed_suffixes
+        )
 
-    def address_allowlisted(self, address: IPAddress) -> bool:
+    def address_allowlisted(self, address: IPAddress, port: int) -> bool:
         forms: list[IPAddress] = [address]
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             forms.append(address.ipv4_mapped)
         return any(
-            form.version == net.version and form in net
+            form.version == net.version and form in net and _opens(ports, port)
             for form in forms
-            for net in self.allowed_networks
+            for net, ports in self.allowed_networks
         )
 
-    def refusal(self, host: str, address: IPAddress) -> str | None:
-        """Why `address` (resolved from `host`) may not be reached, or None when it may."""
+    def allowlisted(self, target: Target) -> bool:
+        """Is `target` (checked: its addresses resolved) reached through the allowlist?"""
+        return self.host_allowlisted(target.host, target.port) or bool(
+            target.addresses
+            and all(self.address_allowlisted(a, target.port) for a in target.addresses)
+        )
+
+    def refusal(self, host: str, address: IPAddress, port: int) -> str | None:
+        """Why `address` (resolved from `host`) may not be reached on `port`, or None when it
+        may."""
         category = categorize(address)
         if category is None:
             return None
@@ -312,7 +344,7 @@ class Policy:
             if category == LOOPBACK and not self.allow_loopback:
                 return f"{category} addresses are not allowed"
             return None
-        if self.host_allowlisted(host) or self.address_allowlisted(address):
+        if self.host_allowlisted(host, port) or self.address_allowlisted(address, port):
             return None
         return f"{category} addresses are not allowed"
 
@@ -320,37 +352,44 @@ class Policy:
 class Egress:
     """`EGRESS_ALLOWLIST`: the only places outbound connections may go, whatever a policy says.
 
-    Entries are host names (`ai.corp`, `*.corp`), addresses or CIDR ranges (`127.0.0.0/8`). A
-    host name passes when it is listed; an address (a literal in the URL, or the address a
+    Entries are host names (`ai.corp`, `*.corp`), addresses or CIDR ranges (`127.0.0.0/8`),
+    each open on every port unless it names one (`ai.corp:443`). A host name passes when it
+    is listed; an address (a literal in the URL, or the address a
     listed name was pinned to) when a listed range holds it. A name that is not listed is
     refused as it is, never resolved to be judged: a locked-down deployment names what it talks
     to, and refusing needs no DNS query."""
 
     def __init__(self, entries: Sequence[str]) -> None:
         try:
-            self._list = Policy(name="egress", internal_allowed=False, allowlist=entries)
+            self._list = Policy(
+                name="egress",
+                internal_allowed=False,
+                allowlist=entries,
+                setting="EGRESS_ALLOWLIST",
+                default_ports=None,
+            )
         except ValueError:
             bad = next(e for e in entries if not _valid_entry(e))
             raise ValueError(
                 f"EGRESS_ALLOWLIST entry {bad!r} is not a host name, address or CIDR range"
             ) from None
 
-    def refusal(self, host: str, pinned_name: str | None = None) -> str | None:
-        """Why a connection to `host` (a normalised name or address) may not be made, or
-        None. `pinned_name`: the name `host` was resolved from by `check_url`."""
+    def refusal(self, host: str, port: int, pinned_name: str | None = None) -> str | None:
+        """Why a connection to `host` (a normalised name or address) on `port` may not be
+        made, or None. `pinned_name`: the name `host` was resolved from by `check_url`."""
         address = _literal_address(host)
         if address is None:
-            allowed = self._list.host_allowlisted(host)
+            allowed = self._list.host_allowlisted(host, port)
         else:
-            allowed = self._list.address_allowlisted(address) or (
-                pinned_name is not None and self._list.host_allowlisted(pinned_name)
+            allowed = self._list.address_allowlisted(address, port) or (
+                pinned_name is not None and self._list.host_allowlisted(pinned_name, port)
             )
         return None if allowed else "the host is not in EGRESS_ALLOWLIST"
 
 
 def _valid_entry(raw: str) -> bool:
     try:
-        Policy(name="check", internal_allowed=False, allowlist=[raw])
+        Policy(name="check", internal_allowed=False, allowlist=[raw], default_ports=None)
     except ValueError:
         return False
     return True
@@ -372,10 +411,31 @@ def egress() -> Egress | None:
     return cached
 
 
-def egress_refusal(host: str, pinned_name: str | None = None) -> str | None:
-    """Why `EGRESS_ALLOWLIST` refuses a connection to `host`, or None (allowed, or not set)."""
+def egress_refusal(host: str, port: int, pinned_name: str | None = None) -> str | None:
+    """Why `EGRESS_ALLOWLIST` refuses a connection to `host` on `port`, or None (allowed, or
+    not set)."""
     limit = egress()
-    return limit.refusal(host, pinned_name) if limit is not None else None
+    return limit.refusal(host, port, pinned_name) if limit is not None else None
+def _split_entry_port(entry: str, default: Ports) -> tuple[str, Ports]:
+    """An allowlist entry and the ports it opens: `default` unless it names one, or `*`."""
+    host, port = entry, None
+    if entry.startswith("["):
+        end = entry.find("]")
+        if end > 0 and entry[end + 1 :].startswith(":"):
+            host, port = entry[: end + 1], entry[end + 2 :]
+    elif entry.count(":") == 1:  # more than one: an IPv6 address, which takes no port here
+        host, port = entry.split(":")
+    if port is None:
+        return host, default
+    if port == "*":
+        return host, None
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(port)
+    return host, frozenset({int(port)})
+
+
+def _opens(ports: Ports, port: int) -> bool:
+    return ports is None or port in ports
 
 
 def check_url(url: str, *, policy: Policy, resolver: Resolver | None = None) -> Target:
@@ -386,7 +446,7 @@ def check_url(url: str, *, policy: Policy, resolver: Resolver | None = None) -> 
     A host outside `EGRESS_ALLOWLIST` is refused before anything else, unresolved.
     """
     target = parse_url(url)
-    outside = egress_refusal(target.host)
+    outside = egress_refusal(target.host, target.port)
     if outside:
         raise ForbiddenTarget(outside)
     if _is_metadata_name(target.host):
@@ -398,14 +458,14 @@ def check_url(url: str, *, policy: Policy, resolver: Resolver | None = None) -> 
         target.host = str(literal)  # canonical spelling, e.g. 127.1 -> 127.0.0.1
     else:
         if _is_localhost_name(target.host) and all(
-            policy.refusal(target.host, loopback) for loopback in _LOOPBACKS
+            policy.refusal(target.host, loopback, target.port) for loopback in _LOOPBACKS
         ):
             # Refused by name whatever a resolver would answer for it (RFC 6761).
             raise ForbiddenTarget("loopback addresses are not allowed")
         addresses = _resolve(target.host, target.port, resolver)
 
     for address in addresses:
-        why = policy.refusal(target.host, address)
+        why = policy.refusal(target.host, address, target.port)
         if why:
             raise ForbiddenTarget(why)
     target.addresses = addresses

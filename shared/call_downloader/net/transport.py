@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from call_downloader.net.ssrf import Target, egress_refusal
+from call_downloader.net.ssrf import DEFAULT_PORTS, Target, egress_refusal
 
 USER_AGENT = "call-downloader/0.1"
 CONNECT_TIMEOUT = 10.0  # per address, so a dead first address leaves time for the next
@@ -229,7 +229,8 @@ class EgressGuard(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         pinned_name = request.extensions.get(PINNED_NAME)
-        why = egress_refusal(request.url.host, pinned_name)
+        port = request.url.port or DEFAULT_PORTS[request.url.scheme]
+        why = egress_refusal(request.url.host, port, pinned_name)
         if why:
             raise EgressRefused(f"{request.url.host}: {why}", request=request)
         return self._inner.handle_request(request)

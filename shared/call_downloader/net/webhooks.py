@@ -9,7 +9,6 @@ classifies it; the retry schedule lives with the caller (see `net.backoff`).
 from __future__ import annotations
 
 import base64
-import binascii
 import secrets as _secrets
 import time
 from collections.abc import Sequence
@@ -30,8 +29,8 @@ from call_downloader.net.transport import (
     safe_excerpt,
     send_pinned,
 )
+from call_downloader.security.secret_rules import WEBHOOK_PREFIX, webhook_key
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the format prefix, not a secret
 EXCERPT_CHARS = 500
 EXCERPT_READ_BYTES = 4096  # enough for 500 characters of UTF-8; the rest is never read
 
@@ -40,26 +39,7 @@ Outcome = Literal["delivered", "retry", "gone"]
 
 def generate_secret(num_bytes: int = 32) -> str:
     """A new `whsec_<base64>` secret (Standard Webhooks recommends 24 to 64 random bytes)."""
-    return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(num_bytes)).decode("ascii")
-
-
-def validate_secret(secret: str) -> str:
-    """Return `secret` if it is a usable `whsec_<base64>` secret, else raise ValueError.
-
-    The library decodes leniently (it skips characters that are not base64), so a mistyped
-    secret would silently become another key; we check strictly first."""
-    if not isinstance(secret, str) or not secret.strip():
-        raise ValueError("webhook secret is empty")
-    body = secret.strip()
-    if body.startswith(SECRET_PREFIX):
-        body = body[len(SECRET_PREFIX) :]
-    try:
-        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("webhook secret must be 'whsec_' followed by base64") from None
-    if not key:
-        raise ValueError("webhook secret is empty")
-    return secret.strip()
+    return WEBHOOK_PREFIX + base64.b64encode(_secrets.token_bytes(num_bytes)).decode("ascii")
 
 
 def sign_headers(
@@ -69,7 +49,9 @@ def sign_headers(
     space-separated) for `body`, which must be UTF-8 (the signed content is text)."""
     if not msg_id or any(c in msg_id for c in "\r\n"):
         raise ValueError("webhook message id must be a non-empty single line")
-    secret_list = [validate_secret(s) for s in secrets]
+    for secret in secrets:
+        webhook_key(secret)  # a malformed secret must fail here, not become another key
+    secret_list = [s.strip() for s in secrets]
     if not secret_list:
         raise ValueError("at least one webhook secret is required")
     try:

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,45 @@ def healthz() -> flask.Response:
     return flask.jsonify({"status": "ok"})
 
 
-def readyz() -> flask.Response:
-    from call_downloader.health import is_ready, readiness
+def readiness_answer(
+    request: Any, extra: dict[str, Callable[[], str]] | None = None
+) -> tuple[dict[str, Any], int]:
+    """The body and status of /readyz (every function, and `make run`): the cached verdict
+    (`health.cached_readiness`); what each check found only for signed-in staff, since
+    error texts name internal hosts."""
+    from call_downloader.health import cached_readiness, is_ready
 
-    warmup.wait()  # ready means warm: the checks run once the warm-up has finished
-    checks = readiness()
+    checks = cached_readiness(extra)
     ok = is_ready(checks)
-    response = flask.jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
-    response.status_code = 200 if ok else 503
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable"}
+    if _is_staff(request):
+        body["checks"] = checks
+    return body, 200 if ok else 503
+
+
+def _is_staff(request: Any) -> bool:
+    headers = request.headers
+    if not headers.get("Authorization") and not headers.get("X-API-Key"):
+        return False  # probes and strangers: no lookup at all
+    from call_downloader.security.identity import require
+
+    try:
+        require(request, "operator", "viewer")  # admin always passes
+        return True
+    except Exception:  # wrong credentials, or the database down: the anonymous answer
+        return False
+
+
+def readyz() -> flask.Response:
+    warmup.wait()  # ready means warm: the checks run once the warm-up has finished
+    body, status = readiness_answer(flask.request)
+    response = flask.jsonify(body)
+    response.status_code = status
     return response
+
+
+# The error code of a CloudEvent function's answer, by status (503 otherwise: unavailable).
+ANSWER_CODES = {400: "malformed_event", 429: "throttled"}
 
 
 def _cloud_event_failure(exc: Exception) -> Any:
@@ -61,8 +92,14 @@ def _cloud_event_failure(exc: Exception) -> Any:
     from call_downloader.events.answers import answer_for
 
     answer = answer_for(exc)
-    code = {400: "malformed_event", 429: "throttled"}.get(answer.status, "unavailable")
-    response = flask.jsonify({"error": {"code": code, "message": answer.reason}})
+    response = flask.jsonify(
+        {
+            "error": {
+                "code": ANSWER_CODES.get(answer.status, "unavailable"),
+                "message": answer.reason,
+            }
+        }
+    )
     response.status_code = answer.status
     response.headers.update(answer.headers())
     return response

@@ -319,11 +319,9 @@ def handle(event: CloudEvent) -> None:
             )
 
 
-def accept_callback(token: str, result: Any) -> tuple[int, str]:
-    """Store a result posted by an asynchronous AI. Returns (HTTP status, message)."""
-    claims = ai_callback.verify_token(token)
-    if claims is None:
-        return 401, "invalid or expired callback token"
+def accept_callback(claims: ai_callback.CallbackClaims, result: Any) -> tuple[int, str]:
+    """Store a result posted by an asynchronous AI with a verified callback token
+    (`ai_callback.verify_token`). Returns (HTTP status, message)."""
     obs_context.bind(call_id=claims.call_id)
     try:
         check_storable(result)

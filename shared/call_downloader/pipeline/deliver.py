@@ -33,7 +33,6 @@ from call_downloader.db.models import (
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.net.backoff import backoff_delay
-from call_downloader.net.ssrf import Policy
 from call_downloader.net.transport import new_client
 from call_downloader.net.webhooks import AttemptOutcome, post_webhook, sign_headers
 from call_downloader.observability import metrics
@@ -48,7 +47,11 @@ from call_downloader.pipeline.common import (
     lock_call_row,
     traceparent_of,
 )
-from call_downloader.pipeline.destinations import DESTINATIONS, signing_secrets
+from call_downloader.pipeline.destinations import (
+    DESTINATIONS,
+    destination_policy,
+    signing_secrets,
+)
 from call_downloader.pipeline.views import webhook_call
 from call_downloader.testing import faults
 
@@ -80,6 +83,7 @@ DESTINATION_COLUMNS = (
     DESTINATIONS.c.secret,
     DESTINATIONS.c.previous_secret,
     DESTINATIONS.c.previous_secret_expires_at,
+    DESTINATIONS.c.from_config,
 )
 
 
@@ -211,6 +215,7 @@ class _Prepared:
     secrets: list[str]
     enabled: bool
     destination: str  # its name: metrics, log lines, timeline
+    from_config: bool  # DELIVERY_URL's: trusted with internal addresses
 
 
 def _prepared(row: Any) -> _Prepared:
@@ -221,6 +226,7 @@ def _prepared(row: Any) -> _Prepared:
         signing_secrets(row),
         row.enabled,
         row.destination_name,
+        row.from_config,
     )
 
 
@@ -281,7 +287,12 @@ def _fan_out(event: CloudEvent) -> None:
                 traceparent=trace,
             )
             prepared = _Prepared(
-                body, row.url, signing_secrets(row), row.enabled, row.destination_name
+                body,
+                row.url,
+                signing_secrets(row),
+                row.enabled,
+                row.destination_name,
+                row.from_config,
             )
             first_attempts.append((delivery["id"], fallback.id, prepared))
     for delivery_id, fallback_id, prepared in first_attempts:
@@ -406,7 +417,7 @@ def _attempt_delivery(
                 prepared.body,
                 headers,
                 timeout=get_settings().delivery_timeout_seconds,
-                policy=Policy.destination(),
+                policy=destination_policy(prepared.from_config),
                 client=http,
             )
     faults.point("deliver.after_post_before_record")  # sent, not recorded: sent again

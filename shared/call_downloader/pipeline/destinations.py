@@ -1,5 +1,10 @@
 """Destinations: where results are delivered. DELIVERY_URL/DELIVERY_SECRET are mirrored into
-the `default` destination at start-up; more can be managed from the UI (issue 4)."""
+the `default` destination at start-up; admins add more from the UI (issue 4).
+
+How far a destination may reach (SPEC 3.4, issue 16): the one of the configuration is trusted
+(internal addresses are fine); one made through the API follows the `audio_url` rule: public
+addresses only, unless DESTINATION_URL_ALLOWLIST lists the host (with its port). Checked when
+it is made and again at every attempt (its name may resolve elsewhere by then)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from call_downloader.config import get_settings
 from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import Destination
+from call_downloader.net.ssrf import Policy
 
 DESTINATIONS = Destination.__table__
 CONFIG_DESTINATION = "default"
@@ -71,3 +77,12 @@ def signing_secrets(dest: Any) -> list[str]:
         if expires > datetime.now(UTC):
             secrets.append(dest.previous_secret)
     return secrets
+
+
+def destination_policy(from_config: bool) -> Policy:
+    """The address policy of a destination (`from_config`: DELIVERY_URL's)."""
+    if from_config:
+        return Policy.destination()
+    return Policy.public_only(
+        get_settings().destination_url_allowlist, setting="DESTINATION_URL_ALLOWLIST"
+    )

@@ -5,7 +5,9 @@ while the body streams in (sha256 and size computed on the way, the format decid
 first bytes; a multipart body read by werkzeug's incremental decoder, held to the grammar ingest
 has always accepted: `_MultipartForm`). Any refusal rolls everything back: nothing is
 half-written. 202 is answered only after the commit, with the call as written (nothing is read
-back).
+back). An `audio_url` is downloaded into a temporary file first, with no transaction open, and
+then stored the same way. Every byte of a body counts against the upload limit, whatever part
+of it carries them.
 
 The hot path, so Core statements on a `db.engine.Transaction` (no ORM session), as few as
 possible: the same transaction first reads the bearer token's user, and a recording smaller
@@ -19,6 +21,7 @@ import hashlib
 import json
 import logging
 import re
+import tempfile
 import unicodedata
 import uuid
 from collections.abc import Callable
@@ -38,14 +41,14 @@ from werkzeug.sansio.multipart import Data, Field, File, MultipartDecoder, NeedD
 from call_downloader.audio.formats import SNIFF_BYTES, sniff_format
 from call_downloader.config import get_settings
 from call_downloader.db.engine import Transaction, transaction, unit_of_work
-from call_downloader.db.models import CallStatus, utcnow
+from call_downloader.db.models import CallStatus, Role, utcnow
 from call_downloader.events import outbox
 from call_downloader.events import types as ev
 from call_downloader.http.errors import ApiError
 from call_downloader.observability import context as obs_context
 from call_downloader.observability import metrics
 from call_downloader.pipeline.common import CALLS, check_storable, load_json, timeline_entry
-from call_downloader.pipeline.views import call_json, created_call_json
+from call_downloader.pipeline.views import call_json, created_call_json, for_source
 from call_downloader.security.identity import Identity
 from call_downloader.storage import audio as audio_store
 from call_downloader.testing import faults
@@ -55,8 +58,9 @@ log = logging.getLogger(__name__)
 READ_BYTES = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024  # external_id and metadata together stay far below this
 MAX_ID_CHARS = 255
-# Multipart framing around the file is small; a body this much above the limit is refused
-# from its Content-Length before reading anything.
+# Multipart framing and the small fields around the file take little: a body this much above
+# the limit is refused, from its Content-Length before reading anything, else as it streams in
+# (every part counts, the ones ingest skips too).
 MULTIPART_OVERHEAD = 256 * 1024
 MAX_PART_HEADER_BYTES = 64 * 1024  # one part's header block (a file name is far below this)
 _PRINTABLE_ID = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
@@ -148,6 +152,30 @@ class NewCall:
         self.inserted = True
 
 
+class FormatSniffer:
+    """Decides the format from the first SNIFF_BYTES of a recording as they arrive: 415 as
+    soon as they are known not to be audio."""
+
+    def __init__(self) -> None:
+        self.format: str | None = None
+        self._head = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        if self.format is None:
+            self._head += data[: SNIFF_BYTES - len(self._head)]
+            if len(self._head) >= SNIFF_BYTES:
+                self.finish()
+
+    def finish(self) -> str:
+        """The format of a recording that ended (it may be shorter than SNIFF_BYTES)."""
+        if self.format is None:
+            fmt = sniff_format(bytes(self._head))
+            if fmt is None:
+                raise _not_audio()
+            self.format = fmt
+        return self.format
+
+
 @dataclass
 class AudioSink:
     """Streams audio into the call's chunks, hashing, counting, sniffing and caching."""
@@ -156,9 +184,8 @@ class AudioSink:
     call: NewCall
     limit: int
     size: int = 0
-    format: str | None = None
     _sha: Any = field(default_factory=hashlib.sha256)
-    _head: bytearray = field(default_factory=bytearray)
+    _sniffer: FormatSniffer = field(default_factory=FormatSniffer)
     _cache: bytearray | None = field(default_factory=bytearray)
     _writer: audio_store.ChunkWriter | None = None
 
@@ -175,10 +202,7 @@ class AudioSink:
         self.size += len(data)
         if self.size > self.limit:
             raise _too_large(self.limit)
-        if self.format is None:
-            self._head += data[: SNIFF_BYTES - len(self._head)]
-            if len(self._head) >= SNIFF_BYTES:
-                self._decide()
+        self._sniffer.feed(data)
         self._sha.update(data)
         assert self._writer is not None
         self._writer.write(data)
@@ -188,23 +212,27 @@ class AudioSink:
             else:
                 self._cache += data
 
-    def _decide(self) -> None:
-        fmt = sniff_format(bytes(self._head))
-        if fmt is None:
-            raise _not_audio()
-        self.format = fmt
+    @property
+    def format(self) -> str | None:
+        return self._sniffer.format
 
     def finish(self) -> None:
-        """The recording is whole: refuse it if empty or not audio. Rows already written are
-        completed (their helper stopped: the transaction is free again); a recording smaller
-        than one chunk waits in memory for `close`, after its call row."""
+        """The recording is whole: refuse it if empty or not audio. When rows were written
+        already, the last one is written now; a recording smaller than one chunk waits in
+        memory for `close`, after its call row."""
         if self.size == 0:
             raise ApiError(422, "empty_file", "the recording is empty")
-        if self.format is None:
-            self._decide()
+        self._sniffer.finish()
         assert self._writer is not None
         if self._writer.started:
             self._writer.close()
+
+    def __enter__(self) -> AudioSink:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self._writer is not None
+        self._writer.__exit__(*exc)
 
     def close(self) -> None:
         """Write what is left (inserting the call row first if no chunk was written yet)."""
@@ -529,9 +557,11 @@ def _existing_id(
     return None
 
 
-def _duplicate_response(call_id: uuid.UUID) -> flask.Response:
+def _duplicate_response(identity: Identity, call_id: uuid.UUID) -> flask.Response:
     with unit_of_work() as session:
         body = call_json(session, call_id)
+    if identity.role == Role.SOURCE:
+        body = for_source(body)
     response = flask.make_response(body, 200)
     response.headers["Location"] = f"/api/v1/calls/{call_id}"
     return response
@@ -589,29 +619,29 @@ Authorize = Callable[[Transaction], Identity]
 def ingest(request: flask.Request, authorize: Authorize) -> flask.Response:
     """POST /api/v1/calls. `authorize` finishes authenticating the caller on the upload's
     own transaction (a bearer token's user lookup is its first statement), so that an upload
-    is one transaction from the credentials to the event."""
+    is one transaction from the credentials to the event. An `audio_url` is downloaded between
+    two transactions, never inside one (`_ingest_url`)."""
     settings = get_settings()
     attempt = _Attempt()
     try:
-        with transaction() as tx:
-            identity = attempt.identity = authorize(tx)
-            idempotency_key = _clean_id(request.headers.get("Idempotency-Key"), "Idempotency-Key")
-            attempt.idempotency_key = idempotency_key
-            mimetype = request.mimetype
-            if mimetype == "multipart/form-data":
+        if request.mimetype == "application/json":
+            stored = _ingest_url(request, authorize, attempt)
+        else:
+            with transaction() as tx:
+                identity, idempotency_key = _authorized(tx, request, authorize, attempt)
+                if request.mimetype != "multipart/form-data":
+                    raise ApiError(
+                        415,
+                        "unsupported_media_type",
+                        "send the recording as multipart/form-data (`file`) or JSON with "
+                        "`audio_url`",
+                    )
                 stored = _ingest_upload(
                     tx, request, identity, idempotency_key, settings.max_upload_bytes
                 )
-            elif mimetype == "application/json":
-                stored = _ingest_url(tx, request, identity, idempotency_key, attempt)
-            else:
-                raise ApiError(
-                    415,
-                    "unsupported_media_type",
-                    "send the recording as multipart/form-data (`file`) or JSON with `audio_url`",
-                )
     except _Duplicate as dup:
-        return _duplicate_response(dup.call_id)
+        assert attempt.identity is not None  # a duplicate is found after authorizing
+        return _duplicate_response(attempt.identity, dup.call_id)
     except IntegrityError:
         # A concurrent request with the same external_id or Idempotency-Key won the race.
         assert attempt.identity is not None
@@ -620,6 +650,16 @@ def ingest(request: flask.Request, authorize: Authorize) -> flask.Response:
     if stored.cached is not None:
         audio_store.cache_put(stored.call_id, stored.cached)
     return _accepted(stored)
+
+
+def _authorized(
+    tx: Transaction, request: flask.Request, authorize: Authorize, attempt: _Attempt
+) -> tuple[Identity, str | None]:
+    """The caller (checked on `tx`) and the upload's Idempotency-Key."""
+    identity = attempt.identity = authorize(tx)
+    idempotency_key = _clean_id(request.headers.get("Idempotency-Key"), "Idempotency-Key")
+    attempt.idempotency_key = idempotency_key
+    return identity, idempotency_key
 
 
 def _ingest_upload(
@@ -638,32 +678,36 @@ def _ingest_upload(
     traceparent = obs_context.traceparent(request.headers.get("traceparent"))
     req = IngestRequest(identity, None, idempotency_key, {}, "upload")
     call = NewCall(tx, req)
-    sink = AudioSink(tx, call, limit)
-    form = _MultipartForm(_boundary(request), sink.write)
-    stream = request.stream
-    while chunk := stream.read(READ_BYTES):
-        form.feed(chunk)
-    form.close()
-    if not form.file.seen:
-        raise ApiError(422, "file_missing", "the `file` part is missing")
-    if not form.file.complete:
-        raise ApiError(400, "malformed_multipart", "the body ended inside the file part")
-    if not form.ended:
-        raise ApiError(400, "malformed_multipart", "the body ended before its closing boundary")
-    sink.finish()  # empty or not audio: refused before the fields are looked at
-    try:
-        ext_text = form.external_id.value.decode("utf-8") if form.external_id.value else None
-    except UnicodeDecodeError:
-        raise ApiError(422, "invalid_field", "external_id must be UTF-8") from None
-    req.external_id = _clean_id(ext_text, "external_id")
-    req.metadata = _clean_metadata(bytes(form.metadata.value))
-    req.filename = _clean_filename(form.file.filename)
-    req.declared_content_type = (form.file.content_type or "")[:255] or None
-    # Same external_id from the same source: answer the existing call, create nothing.
-    found = _existing_id(tx, identity.user_id, req.external_id, None)
-    if found is not None and found != call.id:
-        raise _Duplicate(found)
-    return _store_call(tx, req, call, sink, traceparent)
+    with AudioSink(tx, call, limit) as sink:
+        form = _MultipartForm(_boundary(request), sink.write)
+        stream = request.stream
+        received = 0
+        while chunk := stream.read(READ_BYTES):
+            received += len(chunk)
+            if received > limit + MULTIPART_OVERHEAD:
+                raise _too_large(limit)
+            form.feed(chunk)
+        form.close()
+        if not form.file.seen:
+            raise ApiError(422, "file_missing", "the `file` part is missing")
+        if not form.file.complete:
+            raise ApiError(400, "malformed_multipart", "the body ended inside the file part")
+        if not form.ended:
+            raise ApiError(400, "malformed_multipart", "the body ended before its closing boundary")
+        sink.finish()  # empty or not audio: refused before the fields are looked at
+        try:
+            ext_text = form.external_id.value.decode("utf-8") if form.external_id.value else None
+        except UnicodeDecodeError:
+            raise ApiError(422, "invalid_field", "external_id must be UTF-8") from None
+        req.external_id = _clean_id(ext_text, "external_id")
+        req.metadata = _clean_metadata(bytes(form.metadata.value))
+        req.filename = _clean_filename(form.file.filename)
+        req.declared_content_type = (form.file.content_type or "")[:255] or None
+        # Same external_id from the same source: answer the existing call, create nothing.
+        found = _existing_id(tx, identity.user_id, req.external_id, None)
+        if found is not None and found != call.id:
+            raise _Duplicate(found)
+        return _store_call(tx, req, call, sink, traceparent)
 
 
 def _duplicate_after_race(
@@ -673,20 +717,41 @@ def _duplicate_after_race(
         found = _existing_id(tx, identity.user_id, external_id, idempotency_key)
     if found is None:
         raise ApiError(409, "conflict", "a concurrent request created the same call; retry")
-    return _duplicate_response(found)
+    return _duplicate_response(identity, found)
 
 
-def _ingest_url(
-    tx: Transaction,
-    request: flask.Request,
-    identity: Identity,
-    idempotency_key: str | None,
-    attempt: _Attempt,
-) -> _Stored:
-    from call_downloader.net.download import DownloadError, DownloadTooLarge, open_download
-    from call_downloader.net.ssrf import ForbiddenTarget, Policy
-
+def _ingest_url(request: flask.Request, authorize: Authorize, attempt: _Attempt) -> _Stored:
+    """JSON with `audio_url`: who asks and whether the call exists already (one short
+    transaction), then the download into a temporary file with no transaction open (it may
+    take DOWNLOAD_TIMEOUT_SECONDS: a pooled connection held that long, many at once, would
+    starve everyone), then the call stored (a second transaction). A concurrent request that
+    stored the same call meanwhile wins at the INSERT (IntegrityError, answered as a
+    duplicate)."""
     settings = get_settings()
+    with transaction() as tx:
+        identity, idempotency_key = _authorized(tx, request, authorize, attempt)
+        audio_url, external_id, metadata = _url_request(request)
+        attempt.external_id = external_id
+        found = _existing_id(tx, identity.user_id, external_id, idempotency_key)
+        if found is not None:
+            raise _Duplicate(found)
+    traceparent = obs_context.traceparent(request.headers.get("traceparent"))
+    limit = settings.max_upload_bytes
+    req = IngestRequest(
+        identity, external_id, idempotency_key, metadata, "url", audio_url=audio_url
+    )
+    with tempfile.TemporaryFile(prefix="cd-download-") as spool:
+        _download(audio_url, req, spool, limit)
+        spool.seek(0)
+        with transaction() as tx, AudioSink(tx, NewCall(tx, req), limit) as sink:
+            while chunk := spool.read(READ_BYTES):
+                sink.write(chunk)
+            sink.finish()
+            return _store_call(tx, req, sink.call, sink, traceparent)
+
+
+def _url_request(request: flask.Request) -> tuple[str, str | None, dict[str, Any]]:
+    """`audio_url`, `external_id` and `metadata` of a JSON request, checked."""
     if request.content_length is not None and request.content_length > 2 * MAX_FIELD_BYTES:
         raise ApiError(413, "payload_too_large", "the JSON body is too large")
     raw = request.stream.read(2 * MAX_FIELD_BYTES + 1)
@@ -704,38 +769,33 @@ def _ingest_url(
     if len(audio_url) > 2048:
         raise ApiError(422, "invalid_field", "audio_url is too long")
     external_id = _clean_id(body.get("external_id"), "external_id")
-    metadata = _clean_metadata(body.get("metadata"))
-    attempt.external_id = external_id
-    found = _existing_id(tx, identity.user_id, external_id, idempotency_key)
-    if found is not None:
-        raise _Duplicate(found)
-    traceparent = obs_context.traceparent(request.headers.get("traceparent"))
-    limit = settings.max_upload_bytes
-    policy = Policy.public_only(settings.audio_url_allowlist)
-    req = IngestRequest(
-        identity, external_id, idempotency_key, metadata, "url", audio_url=audio_url
-    )
-    call = NewCall(tx, req)
-    sink = AudioSink(tx, call, limit)
+    return audio_url, external_id, _clean_metadata(body.get("metadata"))
+
+
+def _download(audio_url: str, req: IngestRequest, spool: Any, limit: int) -> None:
+    """Download `audio_url` into `spool` (guarded: SSRF policy, size, time), refusing what is
+    not audio as soon as its first bytes say so; the name and type it came with go to `req`."""
+    from call_downloader.net.download import DownloadError, DownloadTooLarge, open_download
+    from call_downloader.net.ssrf import ForbiddenTarget, Policy
+
+    settings = get_settings()
+    sniffer = FormatSniffer()
     try:
         with open_download(
             audio_url,
-            policy=policy,
+            policy=Policy.public_only(settings.audio_url_allowlist),
             max_bytes=limit,
             timeout=settings.download_timeout_seconds,
         ) as download:
             req.filename = _clean_filename(download.filename)
             req.declared_content_type = (download.content_type or "")[:255] or None
             for chunk in download.iter_chunks():
-                sink.write(chunk)
+                sniffer.feed(chunk)
+                spool.write(chunk)
     except ForbiddenTarget as exc:
         raise ApiError(422, "audio_url_forbidden", f"audio_url refused: {exc.reason}") from None
     except DownloadTooLarge:
         raise _too_large(limit) from None
     except DownloadError as exc:
         status = 413 if exc.code == "too_large" else 422
-        if exc.code == "audio_url_forbidden":
-            status = 422
         raise ApiError(status, exc.code, f"audio_url download failed: {exc.message}") from None
-    sink.finish()
-    return _store_call(tx, req, call, sink, traceparent)

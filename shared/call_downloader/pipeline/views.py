@@ -183,3 +183,26 @@ def call_json(
     )
     body["timeline"] = [_timeline_item(t.at, t.stage, t.event, t.detail) for t in timeline]
     return body
+
+
+# The stages about the source's own recording: their failure texts tell it what was wrong with
+# what it sent. The others' (the AI, the deliveries) may name internal systems.
+SOURCE_STAGES = frozenset({"ingest", "analyze-duration"})
+
+
+def for_source(body: dict[str, Any]) -> dict[str, Any]:
+    """A call's JSON (`call_json`, detailed or not) as its `source` account sees it: its
+    recording, result and progress, without delivery internals (destinations, their answers
+    and errors) or the texts of the AI's failures."""
+    error = body.get("error")
+    if error and error.get("stage") not in SOURCE_STAGES:
+        body["error"] = {**error, "message": None}
+    if "deliveries" in body:
+        shown = ("webhook_id", "status", "delivered_at")
+        body["deliveries"] = [{k: d[k] for k in shown} for d in body["deliveries"]]
+        body["attempts"] = []
+    if "timeline" in body:
+        body["timeline"] = [
+            t if t["stage"] in SOURCE_STAGES else {**t, "detail": None} for t in body["timeline"]
+        ]
+    return body

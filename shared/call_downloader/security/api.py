@@ -280,15 +280,16 @@ def change_my_password(request: flask.Request) -> Any:
     current = _string(data, "current_password")
     new = _string(data, "new_password")
     ip = client_ip(request)
-    throttle = get_throttle()
-    throttle.check(identity.username, ip)  # guessing the current password is throttled too
+    # Guessing the current password (a stolen session) is throttled like a login.
+    slot = get_throttle().reserve(identity.username, ip)
     try:
         with unit_of_work() as session:
             users.change_own_password(session, identity.user_id, current, new, client_ip=ip)
     except ApiError as exc:
-        if exc.status == 403:
-            throttle.register_failure(identity.username, ip)
+        if exc.status != 403:  # not a wrong current password (a weak new one, say)
+            slot.succeeded()
         raise
+    slot.succeeded()
     return "", 204
 
 

@@ -41,7 +41,8 @@ class Identity:
     user_id: uuid.UUID
     username: str
     role: str
-    via: str  # "jwt" | "api_key"
+    via: str  # "jwt" | "api_key" | "audio_link"
+    session_id: uuid.UUID | None = None  # the login session of a JWT (ended by logout)
 
     @property
     def is_admin(self) -> bool:
@@ -98,6 +99,19 @@ _USER_OF_TOKEN = select(
 ).where(_USERS.c.id == bindparam("user_id"))
 
 
+def session_revoked(executor: Any, session_id: uuid.UUID) -> bool:
+    """Was this login session ended (logout, password change or reset, deactivation)?"""
+    return bool(executor.execute(_SESSION_REVOKED, {"session_id": session_id}).scalar())
+
+
+_SESSION_REVOKED = select(
+    exists().where(
+        _REFRESH_TOKENS.c.family_id == bindparam("session_id"),
+        _REFRESH_TOKENS.c.revoked_at.is_not(None),
+    )
+)
+
+
 def identity_of(executor: Any, claims: tokens.AccessClaims) -> Identity:
     """The token's user as the database has it now, read on `executor` (a
     `db.engine.Transaction`) with the session revocation check, which needs no Redis. 401
@@ -111,7 +125,7 @@ def identity_of(executor: Any, claims: tokens.AccessClaims) -> Identity:
         raise unauthorized("token has been revoked")
     if not row.active:
         raise unauthorized("invalid or expired token")
-    return Identity(row.id, row.username, row.role, "jwt")
+    return Identity(row.id, row.username, row.role, "jwt", claims.session_id)
 
 
 def authenticate_jwt(token: str) -> tuple[Identity, tokens.AccessClaims]:
@@ -194,21 +208,15 @@ def require_in(
 
 
 def client_ip(request: flask.Request) -> str:
-    """The caller's address. `X-Forwarded-For` is trusted only for the number of proxy hops
-    configured (`trusted_proxy_hops`, default 0): otherwise anyone could pick an address and
-    escape the per-address login throttle."""
-    hops = int(getattr(get_settings(), "trusted_proxy_hops", 0) or 0)
-    address = request.remote_addr or ""
-    if hops > 0:
-        forwarded = [
-            part.strip()
-            for part in request.headers.get("X-Forwarded-For", "").split(",")
-            if part.strip()
-        ]
-        if len(forwarded) >= hops:
-            address = forwarded[-hops]
+    """The caller's address, for login throttling and the audit log: the header named by
+    CLIENT_IP_HEADER, which the proxy in front (the shipped gateways: X-Real-IP) sets to the
+    address it saw, overwriting what the client sent; without it, the TCP peer. A
+    client-supplied X-Forwarded-For is never believed: anyone could pick an address with it
+    and escape the per-address delay."""
+    header = get_settings().client_ip_header
+    address = (request.headers.get(header) if header else None) or request.remote_addr or ""
     try:
-        return str(ipaddress.ip_address(address))[:64]
+        return str(ipaddress.ip_address(address.strip()))[:64]
     except ValueError:
         return "unknown"
 

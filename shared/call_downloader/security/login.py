@@ -6,6 +6,7 @@ account, account without password): same status, same message, one bcrypt verifi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from sqlalchemy import select
@@ -25,8 +26,21 @@ FAILED = "invalid username or password"
 
 
 def _failure() -> ApiError:
-    return ApiError(401, "invalid_credentials", FAILED,
-                    headers={"WWW-Authenticate": 'Bearer realm="call-downloader"'})
+    return ApiError(
+        401,
+        "invalid_credentials",
+        FAILED,
+        headers={"WWW-Authenticate": 'Bearer realm="call-downloader"'},
+    )
+
+
+def submitted_name(name: str, exists: bool) -> str:
+    """How a failed login's username may be logged and audited: as typed when such a user
+    exists, else a short hash. A name that is no user is often a password typed in the wrong
+    field (or the previous attempt's password): it must not end up in logs in clear."""
+    if exists:
+        return name
+    return "unknown:" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
 
 
 def login(
@@ -39,7 +53,7 @@ def login(
     throttle = throttle or get_throttle()
     name = username.strip().lower() if isinstance(username, str) else ""
     name = name[:MAX_USERNAME_INPUT]
-    throttle.check(name, client_ip)
+    slot = throttle.reserve(name, client_ip)  # 429 when this attempt must wait
     reason = ""
     pair: tokens.TokenPair | None = None
     with unit_of_work() as session:
@@ -57,18 +71,29 @@ def login(
             if new_hash:
                 user.password_hash = new_hash
             pair = tokens.start_session(session, user)
-            audit.record(user.username, audit.LOGIN_SUCCESS, target=f"user:{user.username}",
-                         client_ip=client_ip, detail={"session_id": str(pair.session_id)},
-                         session=session)
+            audit.record(
+                user.username,
+                audit.LOGIN_SUCCESS,
+                target=f"user:{user.username}",
+                client_ip=client_ip,
+                detail={"session_id": str(pair.session_id)},
+                session=session,
+            )
         if pair is None:
             # The audit log is admin-only, so it may say why; the caller is never told.
-            audit.record(name or None, audit.LOGIN_FAILURE, target=f"user:{name}",
-                         client_ip=client_ip, detail={"reason": reason}, session=session)
+            shown = submitted_name(name, user is not None)
+            audit.record(
+                user.username if user else None,
+                audit.LOGIN_FAILURE,
+                target=f"user:{shown}",
+                client_ip=client_ip,
+                detail={"reason": reason},
+                session=session,
+            )
     if pair is None:
-        throttle.register_failure(name, client_ip)
-        log.info("login failed for %r from %s", name, client_ip)
+        log.info("login failed for %r from %s", shown, client_ip)
         raise _failure()
-    throttle.register_success(name, client_ip)
+    slot.succeeded()
     log.info("login ok for %r from %s", name, client_ip)
     return pair
 
@@ -93,9 +118,14 @@ def logout(
             tokens.revoke_family(session, family)
             ended = True
         if ended:
-            audit.record(actor, audit.LOGOUT, target=f"user:{actor}" if actor else None,
-                         client_ip=client_ip,
-                         detail={"sessions": sorted(str(f) for f in families)}, session=session)
+            audit.record(
+                actor,
+                audit.LOGOUT,
+                target=f"user:{actor}" if actor else None,
+                client_ip=client_ip,
+                detail={"sessions": sorted(str(f) for f in families)},
+                session=session,
+            )
     if claims is not None:
         tokens.deny_access_token(claims)
     return ended

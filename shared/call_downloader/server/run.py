@@ -57,6 +57,8 @@ def prepare_environment() -> dict[str, str]:
     for name in ("JWT_SECRET", "DELIVERY_SECRET"):
         if not os.environ.get(name):
             os.environ[name] = filled[name] = local[name]
+    # The functions read the client's address from the header the gateway sets (gateway.py).
+    os.environ.setdefault("CLIENT_IP_HEADER", "X-Real-IP")
     if not os.environ.get("ADMIN_USERNAME"):
         os.environ["ADMIN_USERNAME"] = filled["ADMIN_USERNAME"] = "admin"
         if not os.environ.get("ADMIN_PASSWORD"):
@@ -225,7 +227,7 @@ def run() -> int:
         checks["dispatcher_processes"] = lambda: (
             "ok" if children.alive() else "error: a dispatcher process is restarting"
         )
-    server = make_server(host, port, build_gateway(ui_dir, checks), threaded=True)
+    server = make_server(host, port, build_gateway(ui_dir, checks, host=host), threaded=True)
 
     def stop(signum: int, _frame: object) -> None:
         print(f"received signal {signum}: stopping", flush=True)

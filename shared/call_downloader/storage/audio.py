@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, event, insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from call_downloader.config import get_settings
@@ -47,9 +47,11 @@ class ChunkWriter:
     On PostgreSQL, once a recording is larger than one row, a helper thread inserts the rows
     on the transaction's own connection while the caller reads, parses and hashes the next
     MiB (at most two rows wait: memory stays flat). The caller must not use the transaction
-    between the first row and `close` (ingest does not); `close` waits for every row and
-    re-raises a failed insert, and a commit or rollback of the transaction first stops the
-    helper, so no row is ever written outside it. Elsewhere (SQLite) rows are inserted inline.
+    between the first row and `close` (ingest does not). Use the writer as a context manager
+    (or call `close`): leaving the block stops the helper before the caller's transaction can
+    commit or roll back — waiting for the row it is inserting and dropping the queued ones when
+    the block raised — so no row is ever written outside the transaction. `close` waits for
+    every row and re-raises a failed insert. Elsewhere (SQLite) rows are inserted inline.
     """
 
     _INSERT = "INSERT INTO audio_chunks (call_id, seq, data) VALUES (%s, %s, %s)"
@@ -68,8 +70,14 @@ class ChunkWriter:
         self._rows: queue.Queue[tuple[int, bytes] | None] | None = None
         self._thread: threading.Thread | None = None
         self._helper_tried = False
-        self._conn: Connection | None = None
+        self._abandoned = False  # the caller gave up: the helper skips what is queued
         self._error: BaseException | None = None
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._stop_helper(abandon=exc_type is not None)
 
     @property
     def started(self) -> bool:
@@ -96,12 +104,13 @@ class ChunkWriter:
                 self._before_first_row()
             self._flush(bytes(self._buffer))
             self._buffer.clear()
-        self._stop_helper(raise_error=True)
+        self._stop_helper(abandon=False)
 
     def _flush(self, chunk: bytes) -> None:
         if self._rows is not None:
             if self._error is not None:
-                self._stop_helper(raise_error=True)
+                self._stop_helper(abandon=True)
+                raise self._error
             self._rows.put((self.seq, chunk))
         else:
             self.executor.execute(
@@ -114,10 +123,7 @@ class ChunkWriter:
         conn = _connection_of(self.executor)  # the transaction's connection (it has begun)
         if conn.dialect.name != "postgresql":
             return
-        self._conn = conn
         self._rows = queue.Queue(maxsize=2)
-        event.listen(conn, "commit", self._on_commit)
-        event.listen(conn, "rollback", self._on_rollback)
         self._thread = threading.Thread(
             target=self._insert_rows,
             args=(conn.connection.driver_connection,),
@@ -132,7 +138,8 @@ class ChunkWriter:
         try:
             with dbapi_conn.cursor() as cursor:
                 while (item := rows.get()) is not None:
-                    cursor.execute(self._INSERT, (self.call_id, item[0], item[1]))
+                    if not self._abandoned:
+                        cursor.execute(self._INSERT, (self.call_id, item[0], item[1]))
         except BaseException as exc:
             self._error = DBAPIError.instance(
                 self._INSERT, None, exc, type(exc) if isinstance(exc, Exception) else Exception
@@ -140,25 +147,18 @@ class ChunkWriter:
             while rows.get() is not None:  # keep taking rows so the writer never blocks
                 pass
 
-    def _stop_helper(self, raise_error: bool) -> None:
+    def _stop_helper(self, abandon: bool) -> None:
+        """Wait for the helper to finish (`abandon`: after the row it is inserting) and
+        re-raise its failure unless abandoning."""
         if self._thread is None or self._rows is None:
             return
+        self._abandoned = self._abandoned or abandon
         self._rows.put(None)
         self._thread.join()
         self._thread = None
         self._rows = None
-        if self._conn is not None:
-            event.remove(self._conn, "commit", self._on_commit)
-            event.remove(self._conn, "rollback", self._on_rollback)
-            self._conn = None
-        if raise_error and self._error is not None:
+        if not abandon and self._error is not None:
             raise self._error
-
-    def _on_commit(self, _conn: Connection) -> None:
-        self._stop_helper(raise_error=True)  # a failed row fails the commit
-
-    def _on_rollback(self, _conn: Connection) -> None:
-        self._stop_helper(raise_error=False)
 
 
 def _connection_of(executor: Any) -> Connection:

@@ -14,6 +14,25 @@ ROOT = Path(__file__).resolve().parents[3]
 SOURCE = ROOT / "functions" / "auth" / "main.py"
 
 
+def patient_throttle() -> Any:
+    """The login delays with the product's free attempts, but waits of a minute and more:
+    no test outcome then depends on how long bcrypt takes on a busy machine."""
+    from dataclasses import replace
+
+    from call_downloader.security import throttle
+
+    return throttle.LoginThrottle(
+        *(
+            replace(schedule, first=60.0, longest=max(schedule.longest, 60.0))
+            for schedule in (
+                throttle.PER_ACCOUNT_AND_ADDRESS,
+                throttle.PER_ADDRESS,
+                throttle.PER_ACCOUNT,
+            )
+        )
+    )
+
+
 def _clear_auth_keys() -> None:
     from call_downloader.storage.redis_client import get_redis, key
 
@@ -32,7 +51,7 @@ def client(db) -> Iterator[Any]:
     reset_redis()
     _clear_auth_keys()
     api._bootstrapped = False  # each test's database starts empty
-    throttle._default = None
+    throttle._default = patient_throttle()
     app = functions_framework.create_app(target="auth", source=str(SOURCE))
     yield app.test_client()
     _clear_auth_keys()

@@ -10,6 +10,7 @@ import time
 import uuid
 
 import pytest
+from at_once import at_once
 from auth_helpers import ADMIN, BASE, bearer, create_user, login, token_for, user_id
 
 from call_downloader.security import tokens
@@ -179,16 +180,15 @@ def test_logout_only_ends_that_session(client):
     assert client.get(f"{BASE}/me", headers=bearer(two["access_token"])).status_code == 200
 
 
-def test_throttling_answers_429_with_retry_after(client):
-    for _ in range(5):
+def test_failed_logins_wait_with_retry_after(client):
+    for _ in range(3):
         assert login(client, "admin", "wrong-password-xx").status_code == 401
-    blocked = login(client, *ADMIN)  # even the right password waits now
+    blocked = login(client, *ADMIN)  # even the right password waits now, from this address
     assert blocked.status_code == 429
     assert blocked.get_json()["error"]["code"] == "too_many_attempts"
-    retry = int(blocked.headers["Retry-After"])
-    assert 0 < retry <= 900
-    # Another address hits the same account lock: it is per account too.
-    assert login(client, *ADMIN, ip="127.0.0.9").status_code == 429
+    assert 0 < int(blocked.headers["Retry-After"]) <= 60  # (a test schedule: see conftest)
+    # Issue 16, item 1: these failures do not hold the account back for anyone else.
+    assert login(client, *ADMIN, ip="127.0.0.9").status_code == 200
 
 
 def test_throttling_is_identical_for_unknown_accounts(client):
@@ -196,7 +196,7 @@ def test_throttling_is_identical_for_unknown_accounts(client):
                       for _ in range(6)]
     statuses_unknown = [login(client, "ghost", "wrong-password-xx", ip="127.0.1.2").status_code
                         for _ in range(6)]
-    assert statuses_known == statuses_unknown == [401] * 5 + [429]
+    assert statuses_known == statuses_unknown == [401] * 3 + [429] * 3
 
 
 def test_throttling_per_address(client):
@@ -206,16 +206,44 @@ def test_throttling_per_address(client):
     assert login(client, *ADMIN, ip="127.0.2.2").status_code == 200
 
 
+def test_a_stranger_cannot_lock_the_admin_out(client):
+    """Issue 16, item 1: once, five wrong passwords from anyone locked the admin account."""
+    statuses = [login(client, "admin", f"guess-{i}-xxxxx", ip="203.0.113.66").status_code
+                for i in range(30)]
+    assert statuses.count(401) == 3 and statuses.count(429) == 27
+    assert login(client, *ADMIN, ip="198.51.100.7").status_code == 200
+
+
 def test_success_resets_the_account_counter(client):
-    for _ in range(4):
+    for _ in range(2):
         login(client, "admin", "wrong-password-xx", ip="127.0.3.1")
     assert login(client, *ADMIN, ip="127.0.3.1").status_code == 200
-    for _ in range(4):
-        assert login(client, "admin", "wrong-password-xx", ip="127.0.3.2").status_code == 401
-    assert login(client, *ADMIN, ip="127.0.3.2").status_code == 200
+    for _ in range(3):
+        assert login(client, "admin", "wrong-password-xx", ip="127.0.3.1").status_code == 401
+    assert login(client, *ADMIN, ip="127.0.3.1").status_code == 429
 
 
-# --- forged tokens over HTTP ---------------------------------------------------------------
+def parallel(client, count: int, send) -> list[int]:
+    """The statuses of `send(test_client)` from `count` threads released at once."""
+    app = client.application
+    return at_once(count, lambda: send(app.test_client()).status_code)
+
+
+def test_thirty_parallel_wrong_passwords_mostly_wait(client):
+    """Issue 16, item 4: 30 concurrent wrong passwords for one account once all reached the
+    password check (30 x 401). Each reserves its place first: three are checked."""
+    statuses = parallel(client, 30, lambda c: login(c, "admin", "parallel-guess-xx"))
+    assert sorted(statuses) == [401] * 3 + [429] * 27
+    assert login(client, *ADMIN, ip="127.0.4.2").status_code == 200
+
+
+def test_thirty_parallel_wrong_current_passwords_mostly_wait(client, admin_token):
+    """The same for POST /me/password (a stolen session guessing the password)."""
+    body = {"current_password": "parallel-guess-xx", "new_password": "another-password-1"}
+    statuses = parallel(
+        client, 30, lambda c: c.post(f"{BASE}/me/password", json=body, headers=bearer(admin_token))
+    )
+    assert sorted(statuses) == [403] * 3 + [429] * 27
 
 
 def _b64(data: bytes) -> str:

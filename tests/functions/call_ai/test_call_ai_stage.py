@@ -20,9 +20,16 @@ from call_ai_helpers import (
 )
 
 from call_downloader.events import types as ev
-from call_downloader.pipeline import call_ai
+from call_downloader.pipeline import ai_callback, call_ai
 
 TRACE_ID = TRACEPARENT.split("-")[1]
+
+
+def callback(token: str, result: dict[str, Any]) -> tuple[int, str]:
+    """What the ingest function does with an AI's callback once its token verified."""
+    claims = ai_callback.verify_token(token)
+    assert claims is not None
+    return call_ai.accept_callback(claims, result)
 
 
 def ai_entries(call_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:
@@ -219,7 +226,7 @@ def test_accepted_then_the_callback_stores_the_result_once(ai, analyzed_call):
     assert len(ai.requests) == 1
     assert state(analyzed_call).call.updated_at == s.call.updated_at
 
-    assert call_ai.accept_callback(token, {"transcript": "later"}) == (200, "result stored")
+    assert callback(token, {"transcript": "later"}) == (200, "result stored")
 
     s = state(analyzed_call)
     assert (s.call.status, s.call.result_version, s.call.ai_callback_jti) == ("processed", 1, None)
@@ -235,7 +242,7 @@ def test_accepted_then_the_callback_stores_the_result_once(ai, analyzed_call):
     assert processed.data == {"call_id": str(analyzed_call), "result_version": 1}
     assert processed.traceparent.split("-")[1] == TRACE_ID
 
-    status, _message = call_ai.accept_callback(token, {"transcript": "again"})
+    status, _message = callback(token, {"transcript": "again"})
     assert status == 409
     assert len(state(analyzed_call).results) == 1
 
@@ -262,7 +269,7 @@ def test_a_callback_that_never_came_is_asked_again_with_a_new_token(ai, analyzed
         "result_stored",
         "ai_answered",
     ]
-    assert call_ai.accept_callback(old_token, {"transcript": "late"})[0] == 409
+    assert callback(old_token, {"transcript": "late"})[0] == 409
 
 
 def test_a_callback_during_the_request_wins_and_the_answer_is_dropped(ai, analyzed_call):
@@ -273,7 +280,7 @@ def test_a_callback_during_the_request_wins_and_the_answer_is_dropped(ai, analyz
             200,
             {"transcript": "from the answer"},
             before_answer=lambda seen: callbacks.append(
-                call_ai.accept_callback(token_of(seen), {"transcript": "from the callback"})
+                callback(token_of(seen), {"transcript": "from the callback"})
             ),
         )
     ]

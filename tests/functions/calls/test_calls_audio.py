@@ -170,3 +170,40 @@ def test_expired_link_is_refused(client, people, big_call, monkeypatch):
     monkeypatch.setattr(TimestampSigner, "get_timestamp", real)
     r = client.get(url)
     assert r.status_code == 401 and "expired" in r.get_json()["error"]["message"]
+
+
+def auth_client():
+    import functions_framework
+
+    from call_downloader.events.dispatcher import repo_root
+
+    source = repo_root() / "functions" / "auth" / "main.py"
+    return functions_framework.create_app("auth", str(source)).test_client()
+
+
+def test_a_link_dies_with_its_session_on_logout(client, people, big_call):
+    """Issue 16, item 9: a link asked in a login session stops working when it ends."""
+    url = client.get(
+        f"{BASE}/calls/{big_call}/audio-link", headers=people["viewer"].headers
+    ).get_json()["url"]
+    assert client.get(url).status_code == 200
+    logout = auth_client().post("/api/v1/auth/logout", headers=people["viewer"].headers)
+    assert logout.status_code == 204
+    assert client.get(url).status_code == 401
+
+
+def test_a_link_dies_when_the_password_changes(client, people, big_call):
+    from call_downloader.db.engine import unit_of_work
+    from call_downloader.db.models import User
+    from call_downloader.security import users
+    from call_downloader.security.passwords import hash_password
+
+    with unit_of_work() as session:
+        session.get(User, people["oper"].id).password_hash = hash_password("old-password-1")
+    url = client.get(
+        f"{BASE}/calls/{big_call}/audio-link", headers=people["oper"].headers
+    ).get_json()["url"]
+    assert client.get(url).status_code == 200
+    with unit_of_work() as session:  # what POST /auth/me/password does
+        users.change_own_password(session, people["oper"].id, "old-password-1", "new-password-1")
+    assert client.get(url).status_code == 401

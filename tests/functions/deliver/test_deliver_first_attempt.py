@@ -53,12 +53,17 @@ def client(db) -> Any:
 
 
 @pytest.fixture
-def processed_call(db, receiver) -> uuid.UUID:
-    """A processed call (AI result version 1) and one enabled destination: the receiver."""
+def processed_call(db, receiver, monkeypatch) -> uuid.UUID:
+    """A processed call (AI result version 1) and one enabled destination: the receiver,
+    on loopback, hence on DESTINATION_URL_ALLOWLIST."""
     from calls_helpers import make_call, make_destination, make_user
 
+    from call_downloader.config import reset_settings
     from call_downloader.db.engine import unit_of_work
     from call_downloader.db.models import Destination
+
+    monkeypatch.setenv("DESTINATION_URL_ALLOWLIST", receiver.url.split("/")[2])
+    reset_settings()
 
     with unit_of_work() as session:  # only the receiver is a destination
         for dest in session.query(Destination).all():

@@ -87,12 +87,16 @@ def servers() -> Iterator[list[ScriptedDestination]]:
 
 
 @pytest.fixture
-def add_destination(db, servers) -> Any:
+def add_destination(db, servers, monkeypatch) -> Any:
     """`add_destination(name, ...)` -> (destination id, its server): an enabled destination
-    whose URL is a new scripted server."""
+    whose URL is a new scripted server, on DESTINATION_URL_ALLOWLIST unless `allowlisted` is
+    False (it listens on loopback, which is no public address)."""
     from calls_helpers import make_destination
 
+    from call_downloader.config import reset_settings
     from call_downloader.net.webhooks import generate_secret
+
+    listed: list[str] = []
 
     def add(
         name: str,
@@ -102,11 +106,16 @@ def add_destination(db, servers) -> Any:
         enabled: bool = True,
         previous_secret: str | None = None,
         previous_expires: datetime | None = None,
+        allowlisted: bool = True,
     ) -> tuple[uuid.UUID, ScriptedDestination]:
         secret = generate_secret()
         checked = [secret] + ([previous_secret] if previous_secret else [])
         server = ScriptedDestination(checked, list(answers or []), default)
         servers.append(server)
+        if allowlisted:
+            listed.append(f"127.0.0.1:{server.server.server_port}")
+            monkeypatch.setenv("DESTINATION_URL_ALLOWLIST", ",".join(listed))
+            reset_settings()
         dest_id = make_destination(
             name,
             url=server.url,
@@ -489,6 +498,34 @@ def test_redirects_are_not_followed(call_id, add_destination):
     assert (delivery.status, delivery.last_status_code) == ("pending", 307)
     assert len(server.hooks) == 1 and target.hooks == []
     assert len(pending_due(call_id)) == 1
+
+
+def test_an_internal_destination_off_the_allowlist_is_never_posted_to(call_id, add_destination):
+    """Issue 16, item 3: a destination made through the API that points at an internal
+    address (stored before the rule, or its name now resolving there) is refused at each
+    attempt without a connection, like at creation; the configured destination is trusted."""
+    d_id, server = add_destination("internal", allowlisted=False)
+    handle(processed_event(call_id))
+    delivery = deliveries(call_id)[d_id]
+    assert delivery.last_error == "destination refused: loopback addresses are not allowed"
+    assert delivery.last_status_code is None and server.hooks == []
+    [attempt] = attempts(delivery.id)
+    assert attempt.status_code is None and attempt.response_excerpt == ""
+
+
+def test_the_configured_destination_may_be_internal(call_id, add_destination):
+    from sqlalchemy import update
+
+    from call_downloader.db.engine import get_engine
+    from call_downloader.db.models import Destination
+
+    d_id, server = add_destination("default", allowlisted=False)
+    table = Destination.__table__
+    with get_engine().begin() as conn:
+        conn.execute(update(table).where(table.c.id == d_id).values(from_config=True))
+    handle(processed_event(call_id))
+    assert deliveries(call_id)[d_id].status == "delivered"
+    assert len(server.hooks) == 1
 
 
 def test_410_gone_dead_letters_at_once(call_id, add_destination):

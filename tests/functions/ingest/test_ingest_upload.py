@@ -247,3 +247,32 @@ def test_a_lost_race_answers_the_winner(clients, source, size, monkeypatch):
     assert loser.get_json()["id"] == winner.get_json()["id"]
     assert counts() == before
     assert len(looked) >= 2  # the race was looked up again after the failed INSERT
+
+
+def test_the_existing_call_answered_to_its_source_has_no_delivery_internals(clients, source):
+    """Issue 16, item 6: the 200 of a repeated upload is the source's view of its call."""
+    from call_downloader.db.engine import unit_of_work
+    from call_downloader.db.models import Delivery, DeliveryAttempt, Destination
+
+    first = upload(clients["ingest"], source.headers, wav(SMALL), external_id="again")
+    call_id = uuid.UUID(first.get_json()["id"])
+    with unit_of_work() as session:
+        dest = Destination(name="crm-internal", url="http://10.0.0.7/hook", secret="whsec_x")
+        session.add(dest)
+        session.flush()
+        session.add(
+            Delivery(id="msg_1", call_id=call_id, destination_id=dest.id, result_version=1,
+                     status="pending", attempts=1, last_error="HTTP 500")
+        )  # fmt: skip
+        session.flush()
+        session.add(
+            DeliveryAttempt(delivery_id="msg_1", number=1, status_code=500,
+                            response_excerpt="stack trace from 10.0.0.7", error="HTTP 500")
+        )  # fmt: skip
+    again = upload(clients["ingest"], source.headers, wav(SMALL), external_id="again")
+    assert again.status_code == 200
+    body = again.get_json()
+    assert body["attempts"] == [] and body["deliveries"] == [
+        {"webhook_id": "msg_1", "status": "pending", "delivered_at": None}
+    ]
+    assert "10.0.0.7" not in json.dumps(body) and "crm-internal" not in json.dumps(body)

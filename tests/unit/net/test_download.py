@@ -16,7 +16,7 @@ from netfixtures import ScriptedServer, TlsMaterial, fake_resolver, send
 from call_downloader.net.download import DownloadError, DownloadTooLarge, open_download
 from call_downloader.net.ssrf import ForbiddenTarget, Policy
 
-LOCAL = Policy.public_only(["127.0.0.1"])
+LOCAL = Policy.public_only(["127.0.0.1:*"])  # the servers listen on any free port
 
 
 def fetch(
@@ -78,7 +78,7 @@ def test_connects_to_the_checked_address_with_the_original_host_header(
     resolver = fake_resolver({"pbx.corp": ["127.0.0.1"]}, calls)
     data, _ = fetch(
         http_server.url("/a.wav", host="pbx.corp"),
-        policy=Policy.public_only(["pbx.corp"]),
+        policy=Policy.public_only(["pbx.corp:*"]),
         resolver=resolver,
     )
     assert data == b"RIFF...."
@@ -97,7 +97,7 @@ def test_falls_back_to_the_next_checked_address_when_connecting_fails(
     resolver = fake_resolver({"pbx.corp": ["127.0.0.2", "127.0.0.1"]})
     data, _ = fetch(
         http_server.url("/a.wav", host="pbx.corp"),
-        policy=Policy.public_only(["127.0.0.0/8"]),
+        policy=Policy.public_only(["127.0.0.0/8:*"]),
         resolver=resolver,
     )
     assert data == b"data"

@@ -116,16 +116,28 @@ def test_listed_names_and_ranges_pass_and_the_pinned_address_follows_its_name(
     )
     assert [str(a) for a in target.addresses] == ["10.1.2.3"]
     # The connection goes to the address the listed name was pinned to, not to any 10.x.
-    assert egress_refusal("10.1.2.3", pinned_name="pbx.corp.example") is None
-    assert egress_refusal("10.1.2.3") == "the host is not in EGRESS_ALLOWLIST"
-    assert egress_refusal("eu.ai.example") is None
-    assert egress_refusal("127.0.0.9") is None
+    assert egress_refusal("10.1.2.3", 80, pinned_name="pbx.corp.example") is None
+    assert egress_refusal("10.1.2.3", 80) == "the host is not in EGRESS_ALLOWLIST"
+    assert egress_refusal("eu.ai.example", 443) is None
+    # An entry without a port opens every port (unlike AUDIO_URL_ALLOWLIST's 80 and 443).
+    assert egress_refusal("127.0.0.9", 55123) is None
     assert check_url("http://127.0.0.1:9/", policy=Policy.destination()).addresses
+
+
+def test_an_entry_with_a_port_opens_only_that_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    egress(monkeypatch, "ai.corp.example:8443, [fd00::5]:443, 10.0.0.0/8:*")
+    assert egress_refusal("ai.corp.example", 8443) is None
+    assert egress_refusal("ai.corp.example", 443) == "the host is not in EGRESS_ALLOWLIST"
+    assert egress_refusal("fd00::5", 443) is None
+    assert egress_refusal("fd00::5", 80) == "the host is not in EGRESS_ALLOWLIST"
+    assert egress_refusal("10.9.8.7", 31337) is None
+    with pytest.raises(ForbiddenTarget, match="EGRESS_ALLOWLIST"):
+        check_url("http://ai.corp.example/", policy=Policy.destination(), resolver=no_resolution)
 
 
 def test_unset_means_no_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     egress(monkeypatch, None)
-    assert egress_refusal("8.8.8.8") is None
+    assert egress_refusal("8.8.8.8", 443) is None
     assert check_url(PUBLIC_HOOK, policy=Policy.destination(), resolver=no_resolution).addresses
 
 

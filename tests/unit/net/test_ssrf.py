@@ -323,6 +323,26 @@ def test_destination_can_refuse_loopback() -> None:
         # several entries, blanks ignored
         (["", " pbx.corp ", "10.20.0.0/16"], "http://range.test/rec.wav", "ok"),
         ([], "http://pbx.corp/rec.wav", "forbidden"),
+        # ports (issue 16, item 9): an entry without one opens 80 and 443 only
+        (["pbx.corp"], "https://pbx.corp/rec.wav", "ok"),
+        (["pbx.corp"], "http://pbx.corp:443/rec.wav", "ok"),
+        (["pbx.corp"], "http://pbx.corp:8080/rec.wav", "forbidden"),
+        (["10.1.2.3"], "http://10.1.2.3:6379/", "forbidden"),
+        (["10.20.0.0/16"], "http://10.20.1.1:22/", "forbidden"),
+        (["127.0.0.1"], "http://127.0.0.1:5432/", "forbidden"),
+        (["pbx.corp:8080"], "http://pbx.corp:8080/rec.wav", "ok"),
+        (["pbx.corp:8080"], "http://pbx.corp/rec.wav", "forbidden"),
+        (["*.corp:8443"], "https://pbx.corp:8443/rec.wav", "ok"),
+        (["*.corp:8443"], "https://pbx.corp/rec.wav", "forbidden"),
+        (["10.1.2.3:8080"], "http://pbx.corp:8080/rec.wav", "ok"),
+        (["10.20.0.0/16:8080"], "http://10.20.9.9:8080/", "ok"),
+        (["10.20.0.0/16:8080"], "http://10.20.9.9:8081/", "forbidden"),
+        (["[fd00::5]:8443"], "https://[fd00::5]:8443/", "ok"),
+        (["[fd00::5]:8443"], "https://[fd00::5]/", "forbidden"),
+        (["fd00::5"], "http://[fd00::5]/", "ok"),  # unbracketed IPv6 takes no port
+        (["[fd00::/16]:9000"], "http://[fd00::5]:9000/", "ok"),
+        (["127.0.0.1:*"], "http://127.0.0.1:5432/", "ok"),
+        (["pbx.corp:*"], "http://pbx.corp:1/", "ok"),
     ],
 )
 def test_allowlist(allowlist: list[str], url: str, expected: str) -> None:
@@ -330,11 +350,15 @@ def test_allowlist(allowlist: list[str], url: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "entry", ["http://pbx.corp", "10.0.0.0/33", "pbx corp", "a@b", "1.2.3.4.5"]
-)
+    "entry",
+    ["http://pbx.corp", "10.0.0.0/33", "pbx corp", "a@b", "1.2.3.4.5", "pbx.corp:0",
+     "pbx.corp:65536", "pbx.corp:http", "[fd00::5]:x"],
+)  # fmt: skip
 def test_bad_allowlist_entries_are_configuration_errors(entry: str) -> None:
     with pytest.raises(ValueError, match="AUDIO_URL_ALLOWLIST"):
         Policy.public_only([entry])
+    with pytest.raises(ValueError, match="DESTINATION_URL_ALLOWLIST"):
+        Policy.public_only([entry], setting="DESTINATION_URL_ALLOWLIST")
 
 
 # --- resolution and pinning ------------------------------------------------------------------
