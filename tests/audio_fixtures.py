@@ -40,6 +40,8 @@ SPEECH_TEXT = (
 REQUIRED_TOOLS = ("ffmpeg", "sox", "lame", "espeak-ng")
 
 
+# sox runs with -R ("repeatable"): its dither is otherwise seeded at random, so every build of
+# a fixture would differ and a test's outcome could change with the build.
 def _run(*args: str | Path) -> None:
     subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=120)
 
@@ -64,15 +66,15 @@ def _speech_8k(out: Path) -> None:
 def _speech_stereo_44k(out: Path) -> None:
     """Speech on the left, a 440 Hz tone on the right, 44.1 kHz, with a silent tail: ~11.3 s."""
     _run(
-        "sox", "-M", _source("speech"),
-        "|sox -n -r 22050 -c 1 -b 16 -t wav - synth 7.3 sine 440 vol 0.2",
+        "sox", "-R", "-M", _source("speech"),
+        "|sox -R -n -r 22050 -c 1 -b 16 -t wav - synth 7.3 sine 440 vol 0.2",
         "-r", "44100", "-b", "16", out, "pad", "0", "2.017",
     )
 
 
 def _tone_odd(out: Path) -> None:
     """A 3.217 s two-tone signal at 16 kHz (an odd length, so no round-number coincidence)."""
-    _run("sox", "-n", "-r", "16000", "-c", "1", "-b", "16", out,
+    _run("sox", "-R", "-n", "-r", "16000", "-c", "1", "-b", "16", out,
          "synth", "3.217", "sine", "300-3000", "vol", "0.5")
 
 
@@ -188,7 +190,7 @@ def _ff(src: str, *args: str) -> Callable[[Path], None]:
 
 
 def _sox(src: str, *args: str) -> Callable[[Path], None]:
-    return lambda out: _run("sox", _source(src), *args, out)
+    return lambda out: _run("sox", "-R", _source(src), *args, out)
 
 
 def _lame(src: str, *args: str) -> Callable[[Path], None]:
