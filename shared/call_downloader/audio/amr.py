@@ -8,7 +8,10 @@ the 20 ms of comfort noise a decoder renders for them. (ffmpeg's own AMR-NB deco
 them with an error; its demuxer's timestamps count them.)
 
 Checks: a frame header with the F bit or padding bits set, or a reserved frame type, is not
-AMR (InvalidAudio: corrupt); a last frame cut short is a truncation.
+AMR (InvalidAudio: corrupt); a last frame cut short is a truncation. A file without a single
+speech frame, or with most frames flagged damaged (the Q bit clear, which encoders never
+write), is not a recording either: that is what filler after the magic looks like ('x' is a
+damaged NO_DATA frame header, '|' a good one).
 """
 
 from __future__ import annotations
@@ -39,16 +42,21 @@ def sniff(head: bytes) -> str | None:
     probe to refuse)."""
     for magic, fmt, sizes in ((MAGIC_NB, "amr", NB_SIZES), (MAGIC_WB, "awb", WB_SIZES)):
         if head.startswith(magic):
-            pos = len(magic)
+            pos, seen, damaged = len(magic), 0, 0
             for _ in range(SNIFF_FRAMES):
                 if pos >= len(head):
                     break
                 size = _frame_size(head[pos], sizes)
                 if size is None:
                     return None
+                seen += 1
+                damaged += not head[pos] & _GOOD
                 pos += size
-            return fmt
+            return None if damaged * 2 > seen else fmt
     return None
+
+
+_GOOD = 0x04  # the Q bit: the frame is not damaged
 
 
 def _frame_size(header: int, sizes: tuple[int | None, ...]) -> int | None:
@@ -65,19 +73,27 @@ def probe(reader: BoundedReader, fmt: str) -> AudioInfo:
     rate = 16000 if wideband else 8000
     end = reader.size
     walker = Window(reader, len(magic), end)
-    frames = 0
+    speech_types = 9 if wideband else 8  # below these: speech modes; then SID, NO_DATA
+    frames = speech = damaged = 0
     pos = len(magic)
     while pos < end:
         buf, rel = walker.at(pos, 1)
-        size = _frame_size(buf[rel], sizes)
+        header = buf[rel]
+        size = _frame_size(header, sizes)
         if size is None:
             raise InvalidAudio(f"corrupt AMR frame header at byte {pos}")
         if pos + size > end:
             raise InvalidAudio("truncated: the last AMR frame is incomplete")
         frames += 1
+        speech += (header >> 3) & 0x0F < speech_types
+        damaged += not header & _GOOD
         pos += size
     if frames == 0:
         raise InvalidAudio("no AMR frames")
+    if speech == 0:
+        raise InvalidAudio("no AMR speech frames")
+    if damaged * 2 > frames:
+        raise InvalidAudio("most AMR frames are flagged damaged: not a usable recording")
     duration = check_duration(frames * FRAME_SECONDS)
     return AudioInfo(
         format=fmt,

@@ -436,3 +436,14 @@ def test_long_recordings_are_walked_in_bounded_memory(kind: str, tmp_path: Path)
     info, peak = _peak_bytes(lambda: probe_file(path))
     assert info.duration_seconds == pytest.approx(expected, abs=0.002)
     assert peak < 4 << 20  # a 1 MiB window and change, not the file
+
+
+def test_amr_magic_then_filler_is_not_a_recording(tmp_path: Path) -> None:
+    # Text after the magic can parse as frames: 'x' (0x78) is a NO_DATA frame header flagged
+    # damaged, '|' (0x7c) a good one.
+    # The magic and the fixture's first 16 frames: modes 0 to 7, twice.
+    speech = make_fixture("amr_nb").read_bytes()[:6 + 2 * sum(amr.NB_SIZES[:8])]
+    assert sniff_format(b"#!AMR\n" + b"x" * 5000) is None
+    assert "damaged" in rejected(write(tmp_path, "x.amr", speech + b"x" * 5000))
+    assert sniff_format(b"#!AMR\n" + b"|" * 5000) == "amr"
+    assert "speech" in rejected(write(tmp_path, "bar.amr", b"#!AMR\n" + b"|" * 5000))
