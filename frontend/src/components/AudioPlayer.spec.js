@@ -34,6 +34,24 @@ describe('AudioPlayer', () => {
     expect(wrapper.get('[role=alert]').text()).toContain('no such call')
   })
 
+  it('says beside the download when the browser cannot play the format', async () => {
+    calls.audioLink.mockResolvedValue({ url: '/a?access=tok', expires_at: new Date(Date.now() + 3600e3).toISOString() })
+    const wrapper = mount(AudioPlayer, { props: { callId: 'c4', format: 'amr', codec: 'amr_nb' } })
+    await flushPromises()
+    expect(wrapper.find('audio').exists()).toBe(false)
+    expect(wrapper.get('[data-testid=audio-not-playable]').text()).toContain('cannot play AMR-NB recordings')
+    expect(wrapper.get('a[download]').attributes('href')).toBe('/a?access=tok&download=1')
+  })
+
+  it('takes the not-playable text as a prop, for translations', async () => {
+    calls.audioLink.mockResolvedValue({ url: '/a?access=tok', expires_at: new Date(Date.now() + 3600e3).toISOString() })
+    const wrapper = mount(AudioPlayer, {
+      props: { callId: 'c5', format: 'wma', codec: 'wmav2', notPlayableText: 'Kein {format} hier.' },
+    })
+    await flushPromises()
+    expect(wrapper.get('[data-testid=audio-not-playable]').text()).toBe('Kein WMA hier.')
+  })
+
   it('renews an expired link once', async () => {
     calls.audioLink
       .mockResolvedValueOnce({ url: '/a?access=old', expires_at: new Date(Date.now() - 1000).toISOString() })
