@@ -85,6 +85,8 @@ def test_non_audio_with_audio_names_and_types_is_415(clients, people, case):
     before = footprint()
     response = upload(clients["ingest"], people["source"], data, name, ctype)
     refused_cleanly(response, 415, before=before)
+    for named in ("MP3", "WAV", "WebM", "WMA", "AMR"):  # the answer says what would do
+        assert named in response.get_json()["error"]["message"]
 
 
 def test_zero_length_and_tiny_files_are_refused(clients, people):

@@ -30,6 +30,9 @@ SNIFF_BYTES = 64 * 1024
 #: FLAC, MP4/M4A/3GP (AAC, AMR, ...), ADTS AAC, WebM, Matroska, WMA (ASF), AMR-NB, AMR-WB.
 FORMATS = ("mp3", "wav", "ogg", "opus", "flac", "m4a", "aac", "webm", "mka", "wma", "amr",
            "awb")
+#: FORMATS as people name them (the 415 answer lists these).
+FORMAT_NAMES = ("MP3, WAV, Ogg Vorbis/Opus, FLAC, M4A/MP4/3GP (AAC, AMR), ADTS AAC, "
+                "WebM/Matroska (Opus, Vorbis), WMA, AMR-NB/WB")
 # Leading bytes after which only the container's own sniffer decides.
 _CONTAINER_MAGICS = (b"RIFF", b"RF64", b"BW64", b"OggS", b"fLaC", b"\x1a\x45\xdf\xa3",
                      asf.HEADER[:4], b"#!AM")
