@@ -448,21 +448,24 @@ class _Walker:
         timecode = int.from_bytes(buf[rel + at : rel + at + 2], "big", signed=True)
         lacing = (buf[rel + at + 2] >> 1) & 3
         at += 3
+        samples = 0
         if lacing == 0:  # one frame, its first bytes already in the buffer
-            frames: tuple[int, list[int]] = (at, [size - at])
+            if size > at:
+                b0 = buf[rel + at]
+                samples = (opus_samples(b0, buf[rel + at + 1] if size > at + 1 else None)
+                           if track.vorbis is None else track.vorbis.samples(b0))
         else:
             buf, rel = self.window.at(start, min(size, 64 + 4 * MAX_LACED_FRAMES))
-            frames = self._frame_sizes(buf[rel : rel + size], at, size, lacing)
-        samples = 0
-        pos = start + frames[0]
-        for frame in frames[1]:
-            if frame:
-                head, off = self.window.at(pos, 2)
-                b0 = head[off]
-                b1 = head[off + 1] if frame > 1 else None
-                samples += (opus_samples(b0, b1) if track.vorbis is None
-                            else track.vorbis.samples(b0))
-            pos += frame
+            first, sizes = self._frame_sizes(buf[rel : rel + size], at, size, lacing)
+            pos = start + first
+            for frame in sizes:
+                if frame:
+                    head, off = self.window.at(pos, 2)
+                    b0 = head[off]
+                    b1 = head[off + 1] if frame > 1 else None
+                    samples += (opus_samples(b0, b1) if track.vorbis is None
+                                else track.vorbis.samples(b0))
+                pos += frame
         if discard_ns > 0:
             samples -= min(samples, discard_ns * track.rate // 1_000_000_000)
         count = self.count
