@@ -351,6 +351,9 @@ _RECIPES: dict[str, tuple[str, Callable[[Path], None]]] = {
     # WMA (ASF)
     "wma_v2": ("wma", _ff("speech_stereo_44k", "-c:a", "wmav2", "-b:a", "64k", "-f", "asf")),
     "wma_v1_8k": ("wma", _ff("speech_8k", "-c:a", "wmav1", "-b:a", "24k", "-f", "asf")),
+    # 100-byte packets: every 256-byte media object is split across packets
+    "wma_small_packets": ("wma", _ff("speech_8k", "-c:a", "wmav2", "-b:a", "32k",
+                                     "-packet_size", "100", "-f", "asf")),
     # AMR, and AMR in 3GP
     "amr_nb": ("amr", _amr(wideband=False)),
     "amr_wb": ("awb", _amr(wideband=True)),

@@ -447,3 +447,23 @@ def test_amr_magic_then_filler_is_not_a_recording(tmp_path: Path) -> None:
     assert "damaged" in rejected(write(tmp_path, "x.amr", speech + b"x" * 5000))
     assert sniff_format(b"#!AMR\n" + b"|" * 5000) == "amr"
     assert "speech" in rejected(write(tmp_path, "bar.amr", b"#!AMR\n" + b"|" * 5000))
+
+
+def test_wma_media_object_missing_a_fragment(tmp_path: Path) -> None:
+    # One 100-byte packet taken out of the middle, every count and size adjusted to match:
+    # only the media object whose fragment it carried shows the loss.
+    data = bytearray(make_fixture("wma_small_packets").read_bytes())
+    properties = _file_properties(bytes(data))
+    packet = struct.unpack_from("<I", data, properties + 68)[0]
+    assert packet == 100
+    data_object = bytes(data).index(asf.DATA)
+    start = data_object + 50
+    count = (len(data) - start) // packet
+    assert struct.unpack_from("<Q", data, data_object + 40)[0] == count  # no index after it
+    middle = start + count // 2 * packet
+    del data[middle : middle + packet]
+    struct.pack_into("<Q", data, properties + 32, count - 1)
+    struct.pack_into("<Q", data, data_object + 16,
+                     struct.unpack_from("<Q", data, data_object + 16)[0] - packet)
+    struct.pack_into("<Q", data, data_object + 40, count - 1)
+    assert "fragments" in rejected(write(tmp_path, "a.wma", bytes(data)))

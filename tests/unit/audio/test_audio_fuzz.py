@@ -34,8 +34,8 @@ FUZZ_KINDS = (
     "wav_pcm16_8k", "wav_ima_adpcm_sox", "wav_ms_adpcm", "wav_gsm", "wav_rf64", "wav_mp3",
     "mp3_vbr_xing", "mp3_vbr_8k_noheader", "mp3_vbr_vbri", "mp3_ffmpeg_id3v1",
     "ogg_vorbis_8k", "opus_8k_voip", "flac_8k", "m4a_aac_8k", "m4a_faststart", "m4a_fragmented",
-    "aac_adts_8k", "webm_opus_browser", "webm_vorbis", "mka_vorbis_8k", "wma_v1_8k", "amr_nb",
-    "amr_wb", "3gp_amr_wb",
+    "aac_adts_8k", "webm_opus_browser", "webm_vorbis", "mka_vorbis_8k", "wma_small_packets",
+    "amr_nb", "amr_wb", "3gp_amr_wb",
 )
 MAGICS = (
     b"RIFF\x00\x00\x00\x00WAVEfmt ", b"RF64\xff\xff\xff\xffWAVEds64", b"OggS\x00\x02",
