@@ -7,7 +7,7 @@ Usage (tests/ is on sys.path under pytest)::
 
     for kind in ALL_KINDS:                  # or CORE_KINDS: one or two per format
         path = make_fixture(kind)           # Path to a small file, cached for the run
-        expected_format = FIXTURE_FORMAT[kind]  # "mp3", "wav", "ogg", "opus", "flac", "m4a", "aac"
+        expected_format = FIXTURE_FORMAT[kind]  # one of call_downloader.audio.FORMATS
         reference = ffmpeg_duration(path)   # seconds, from decoding every sample
 
     make_fixture("header_only_mp3")         # INVALID_KINDS: well-formed files with no audio
@@ -17,13 +17,17 @@ Usage (tests/ is on sys.path under pytest)::
 Fixtures are cached in ``/tmp/cd-audio-fixtures-<hash>`` where the hash covers the recipes in
 this file, so a changed recipe gets a fresh directory and an unchanged one is built once and
 reused (also across test runs and parallel processes: files are written atomically).
-Each fixture is 3 to 12 s of espeak-ng speech or sox tones, 13 KB to 2 MB.
+Each fixture is 3 to 12 s of espeak-ng speech or sox tones, 5 KB to 2 MB. AMR has no encoder
+in this ffmpeg (it decodes AMR only), so the AMR fixtures are built frame by frame: frames of
+every mode with deterministic pseudo-random payload bits (any bit pattern is a valid AMR
+frame), with a DTX silence (SID and NO_DATA frames) in the middle, as phones record.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -40,6 +44,8 @@ SPEECH_TEXT = (
 REQUIRED_TOOLS = ("ffmpeg", "sox", "lame", "espeak-ng")
 
 
+# sox runs with -R ("repeatable"): its dither is otherwise seeded at random, so every build of
+# a fixture would differ and a test's outcome could change with the build.
 def _run(*args: str | Path) -> None:
     subprocess.run([str(a) for a in args], check=True, capture_output=True, timeout=120)
 
@@ -64,15 +70,15 @@ def _speech_8k(out: Path) -> None:
 def _speech_stereo_44k(out: Path) -> None:
     """Speech on the left, a 440 Hz tone on the right, 44.1 kHz, with a silent tail: ~11.3 s."""
     _run(
-        "sox", "-M", _source("speech"),
-        "|sox -n -r 22050 -c 1 -b 16 -t wav - synth 7.3 sine 440 vol 0.2",
+        "sox", "-R", "-M", _source("speech"),
+        "|sox -R -n -r 22050 -c 1 -b 16 -t wav - synth 7.3 sine 440 vol 0.2",
         "-r", "44100", "-b", "16", out, "pad", "0", "2.017",
     )
 
 
 def _tone_odd(out: Path) -> None:
     """A 3.217 s two-tone signal at 16 kHz (an odd length, so no round-number coincidence)."""
-    _run("sox", "-n", "-r", "16000", "-c", "1", "-b", "16", out,
+    _run("sox", "-R", "-n", "-r", "16000", "-c", "1", "-b", "16", out,
          "synth", "3.217", "sine", "300-3000", "vol", "0.5")
 
 
@@ -180,6 +186,88 @@ def _big_id3(src: Path, out: Path) -> None:
     tags.save(out, v2_version=4)
 
 
+def _ebml_elements(data: bytes, start: int, end: int):
+    """(id, payload start, payload end) of the known-size EBML elements in data[start:end]."""
+    pos = start
+    while pos < end:
+        id_len = 9 - data[pos].bit_length()
+        size_len = 9 - data[pos + id_len].bit_length()
+        raw = int.from_bytes(data[pos + id_len : pos + id_len + size_len], "big")
+        body = pos + id_len + size_len
+        size = raw & ((1 << (7 * size_len)) - 1)
+        yield int.from_bytes(data[pos : pos + id_len], "big"), body, body + size
+        pos = body + size
+
+
+def _ebml(ident: int, payload: bytes | None) -> bytes:
+    """An EBML element, its size in as few bytes as it fits (as libwebm writes); `payload`
+    None: the header of an element of unknown size."""
+    if payload is None:
+        size = b"\x01\xff\xff\xff\xff\xff\xff\xff"
+    else:
+        width = next(w for w in range(1, 9) if len(payload) < (1 << (7 * w)) - 1)
+        size = ((1 << (7 * width)) | len(payload)).to_bytes(width, "big")
+    return ident.to_bytes((ident.bit_length() + 7) // 8, "big") + size + (payload or b"")
+
+
+_SEGMENT, _INFO, _DURATION, _TRACKS = 0x18538067, 0x1549A966, 0x4489, 0x1654AE6B
+_CLUSTER, _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK = 0x1F43B675, 0xA3, 0xA0, 0xA1
+
+
+def _browser_webm(src: Path, out: Path) -> None:
+    """Rewrite an ffmpeg WebM the way a browser's MediaRecorder writes one: Segment and
+    Clusters of unknown size, no Duration, SeekHead, Cues or Tags, and only SimpleBlocks
+    (no BlockGroup with DiscardPadding)."""
+    data = src.read_bytes()
+    (_, _, header_end), (seg_id, seg_start, seg_end) = list(_ebml_elements(data, 0, len(data)))[:2]
+    assert seg_id == _SEGMENT
+    parts = [data[:header_end], _ebml(_SEGMENT, None)]
+    for ident, start, end in _ebml_elements(data, seg_start, seg_end):
+        if ident == _INFO:
+            kept = b"".join(_ebml(i, data[a:b]) for i, a, b in _ebml_elements(data, start, end)
+                            if i != _DURATION)
+            parts.append(_ebml(_INFO, kept))
+        elif ident == _TRACKS:
+            parts.append(_ebml(_TRACKS, data[start:end]))
+        elif ident == _CLUSTER:
+            parts.append(_ebml(_CLUSTER, None))
+            for i, a, b in _ebml_elements(data, start, end):
+                if i == _BLOCK_GROUP:
+                    i, a, b = next(c for c in _ebml_elements(data, a, b) if c[0] == _BLOCK)
+                    block = bytearray(data[a:b])
+                    block[(9 - block[0].bit_length()) + 2] |= 0x80  # keyframe, as SimpleBlock
+                    parts.append(_ebml(_SIMPLE_BLOCK, bytes(block)))
+                else:
+                    parts.append(_ebml(i, data[a:b]))
+    out.write_bytes(b"".join(parts))
+
+
+# Bytes of an AMR frame, header included, by frame type (RFC 4867 5.3); 0: not used here.
+_AMR_NB_SIZES = (13, 14, 16, 18, 20, 21, 27, 32, 6, 0, 0, 0, 0, 0, 0, 1)
+_AMR_WB_SIZES = (18, 24, 33, 37, 41, 47, 51, 59, 61, 6, 0, 0, 0, 0, 0, 1)
+
+
+def _amr(wideband: bool) -> Callable[[Path], None]:
+    """An AMR-NB or AMR-WB file built frame by frame: 160 speech frames cycling through every
+    mode, a DTX pause (SID, 7 NO_DATA, SID, 7 NO_DATA, ...: 1.6 s), 170 more speech frames."""
+
+    def build(out: Path) -> None:
+        rng = random.Random(2300 + wideband)
+        sizes = _AMR_WB_SIZES if wideband else _AMR_NB_SIZES
+        modes, sid = (9, 9) if wideband else (8, 8)
+        types = [i % modes for i in range(160)] + [sid, *[15] * 7] * 10 + [
+            (i * 3) % modes for i in range(170)]
+        frames = [bytes([t << 3 | 0x04]) + rng.randbytes(sizes[t] - 1) for t in types]
+        out.write_bytes((b"#!AMR-WB\n" if wideband else b"#!AMR\n") + b"".join(frames))
+
+    return build
+
+
+def _to_3gp(src: Path, out: Path) -> None:
+    """The AMR frames of `src` in a 3GP file (samr/sawb sample entries), as phones record."""
+    _ffmpeg("-i", src, "-c", "copy", "-f", "3gp", out)
+
+
 # --- recipes -------------------------------------------------------------------------------
 # kind -> (expected sniffed format, builder(out_path)). Each builder writes `out`.
 
@@ -188,7 +276,7 @@ def _ff(src: str, *args: str) -> Callable[[Path], None]:
 
 
 def _sox(src: str, *args: str) -> Callable[[Path], None]:
-    return lambda out: _run("sox", _source(src), *args, out)
+    return lambda out: _run("sox", "-R", _source(src), *args, out)
 
 
 def _lame(src: str, *args: str) -> Callable[[Path], None]:
@@ -254,6 +342,23 @@ _RECIPES: dict[str, tuple[str, Callable[[Path], None]]] = {
                                   "-frag_duration", "1000000", "-f", "mp4")),
     "aac_adts": ("aac", _ff("speech_stereo_44k", "-c:a", "aac", "-b:a", "96k", "-f", "adts")),
     "aac_adts_8k": ("aac", _ff("speech_8k", "-c:a", "aac", "-b:a", "24k", "-f", "adts")),
+    # WebM / Matroska
+    "webm_opus": ("webm", _ff("speech_stereo_44k", "-c:a", "libopus", "-b:a", "32k",
+                              "-f", "webm")),
+    "webm_opus_browser": ("webm", _from("webm_opus", _browser_webm)),
+    "webm_vorbis": ("webm", _ff("speech", "-c:a", "libvorbis", "-q:a", "2", "-f", "webm")),
+    "mka_vorbis_8k": ("mka", _ff("speech_8k", "-c:a", "libvorbis", "-f", "matroska")),
+    # WMA (ASF)
+    "wma_v2": ("wma", _ff("speech_stereo_44k", "-c:a", "wmav2", "-b:a", "64k", "-f", "asf")),
+    "wma_v1_8k": ("wma", _ff("speech_8k", "-c:a", "wmav1", "-b:a", "24k", "-f", "asf")),
+    # 100-byte packets: every 256-byte media object is split across packets
+    "wma_small_packets": ("wma", _ff("speech_8k", "-c:a", "wmav2", "-b:a", "32k",
+                                     "-packet_size", "100", "-f", "asf")),
+    # AMR, and AMR in 3GP
+    "amr_nb": ("amr", _amr(wideband=False)),
+    "amr_wb": ("awb", _amr(wideband=True)),
+    "3gp_amr_nb": ("m4a", _from("amr_nb", _to_3gp)),
+    "3gp_amr_wb": ("m4a", _from("amr_wb", _to_3gp)),
 }
 
 # Well-formed files holding no audio at all (zero samples): probing must reject them.
@@ -267,18 +372,24 @@ _INVALID_RECIPES: dict[str, tuple[str, Callable[[Path], None]]] = {
         "opus": ("-c:a", "libopus", "-f", "ogg"),
         "flac": ("-c:a", "flac", "-f", "flac"),
         "m4a": ("-c:a", "aac", "-f", "ipod"),
+        "webm": ("-c:a", "libopus", "-f", "webm"),
+        "wma": ("-c:a", "wmav2", "-f", "asf"),
     }.items()
+} | {
+    "header_only_amr": ("amr", lambda out: out.write_bytes(b"#!AMR\n")),
 }
 
 _EXT = {"mp3": ".mp3", "wav": ".wav", "ogg": ".ogg", "opus": ".opus", "flac": ".flac",
-        "m4a": ".m4a", "aac": ".aac"}
+        "m4a": ".m4a", "aac": ".aac", "webm": ".webm", "mka": ".mka", "wma": ".wma",
+        "amr": ".amr", "awb": ".awb"}
 
 #: Every fixture kind, in a stable order.
 ALL_KINDS: tuple[str, ...] = tuple(_RECIPES)
 #: One or two kinds per format and telephony codec: for slow (end-to-end) loops.
 CORE_KINDS: tuple[str, ...] = (
     "wav_pcm16_8k", "wav_mulaw", "wav_ima_adpcm", "wav_gsm", "mp3_cbr", "mp3_vbr_noheader",
-    "ogg_vorbis", "opus", "flac", "m4a_aac", "aac_adts",
+    "ogg_vorbis", "opus", "flac", "m4a_aac", "aac_adts", "webm_opus_browser", "webm_vorbis",
+    "wma_v2", "amr_nb", "amr_wb", "3gp_amr_nb",
 )
 #: Fixture kinds that are well-formed containers without a single sample (invalid audio).
 INVALID_KINDS: tuple[str, ...] = tuple(_INVALID_RECIPES)
@@ -365,19 +476,32 @@ def ffprobe_stream(path: str | os.PathLike[str]) -> dict[str, str | int]:
     }
 
 
-def ffmpeg_duration(path: str | os.PathLike[str]) -> float:
+# ffmpeg's AMR decoders skip, with an error, the DTX frames they cannot decode (AMR-NB: SID
+# and NO_DATA; AMR-WB: SID), although each stands for 20 ms of the call (a DTX-capable decoder
+# renders it as comfort noise) and ffmpeg's demuxer gives it its timestamp. For these codecs
+# the decode is laid on those timestamps: aresample fills each skipped frame (down to one
+# 20 ms frame) with silence.
+_FILLED_AT_TIMESTAMPS = ("amr_nb", "amr_wb")
+
+
+def ffmpeg_duration(path: str | os.PathLike[str], fill_skipped_frames: bool = True) -> float:
     """Duration in seconds from a full ffmpeg decode of the first audio stream.
 
     Every sample is decoded (encoder delay and padding trimmed as ffmpeg does), resampled to
     48 kHz mono and counted, which is exact to a few samples whatever the source rate, unlike
-    the rounded `time=` of ffmpeg's progress line. Raises RuntimeError if ffmpeg fails.
+    the rounded `time=` of ffmpeg's progress line. For AMR, the DTX frames ffmpeg's decoder
+    skips are counted at their timestamps unless `fill_skipped_frames` is False (see
+    _FILLED_AT_TIMESTAMPS). Raises RuntimeError if ffmpeg fails.
     """
     rate = 48000
+    fill: list[str] = []
+    if fill_skipped_frames and ffprobe_stream(path)["codec_name"] in _FILLED_AT_TIMESTAMPS:
+        fill = ["-af", "aresample=async=1:min_hard_comp=0.01:first_pts=0"]
     # stderr goes to a file: a pipe could fill up with decode errors and deadlock the read.
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", os.fspath(path),
-             "-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le",
+             "-map", "0:a:0", *fill, "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le",
              "-f", "s16le", "-"],
             stdout=subprocess.PIPE, stderr=err,
         )

@@ -228,6 +228,17 @@ def table(results: dict[str, Any]) -> str:
                 "",
             )
         )
+        for fmt, row in r.get("accurate_by_format", {}).items():
+            rows.append(
+                (
+                    f"    {fmt}",
+                    f"{row['product']}/{row['files']}",
+                    f"mutagen {row['mutagen']}/{row['files']}, "
+                    f"ffprobe {row['ffprobe']}/{row['files']}",
+                    "",
+                    "",
+                )
+            )
     head = ("Measure", "Call Downloader", "Baseline", "Ratio", "Target")
     widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(5)]
     lines = [

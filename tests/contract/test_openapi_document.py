@@ -190,3 +190,10 @@ def test_the_published_webhook_schema_is_the_documents(document: dict[str, Any])
         "docs/webhook-payload.schema.json is stale: "
         "python -m call_downloader.api.openapi webhook-schema > docs/webhook-payload.schema.json"
     )
+
+
+def test_the_formats_are_the_ones_the_product_recognises(document: dict[str, Any]) -> None:
+    from call_downloader.audio.formats import FORMATS
+
+    enum = document["components"]["schemas"]["CallFacts"]["properties"]["format"]["enum"]
+    assert enum == [*FORMATS, None]

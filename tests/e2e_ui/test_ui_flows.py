@@ -124,6 +124,59 @@ def test_upload_deliver_listen_reload_and_sign_out(ui: Page, make_server, receiv
     assert not ui.problems, ui.problems  # type: ignore[attr-defined]
 
 
+def test_call_source_formats_play_or_offer_the_download(ui: Page, make_server) -> None:
+    # A browser recording (WebM, no Duration) and Matroska play; AMR and WMA, which Chromium
+    # cannot decode, say so beside the download instead of a player that fails.
+    server = make_server()
+    kinds = {"webm_opus_browser": "", "mka_vorbis_8k": "", "amr_nb": "AMR-NB",
+             "3gp_amr_wb": "AMR-WB", "wma_v2": "WMA"}
+    ids = {kind: upload_via_api(server, kind, f"SRC-{kind}") for kind in kinds}
+    for call_id in ids.values():
+        e2e.wait_for(lambda c=call_id: call_status(server, c)["status"] == "delivered", timeout=90)
+    sign_in(ui, server.url, *server.admin)
+    for kind, name in kinds.items():
+        ui.goto(f"{server.url}/calls/{ids[kind]}")
+        expect(ui.get_by_test_id("call-status")).to_have_text("Delivered")
+        if not name:
+            played = ui.get_by_test_id("audio-player").evaluate(
+                """async (el) => {
+                    el.muted = true;
+                    await el.play();
+                    while (el.currentTime === 0) await new Promise((ok) => setTimeout(ok, 50));
+                    el.pause();
+                    return el.currentTime;
+                }"""
+            )
+            assert played > 0, kind
+            expect(ui.get_by_test_id("audio-not-playable")).to_have_count(0)
+            continue
+        notice = ui.get_by_test_id("audio-not-playable")
+        expect(notice).to_contain_text(f"cannot play {name} recordings")
+        expect(ui.get_by_test_id("audio-player")).to_have_count(0)
+        link = ui.get_by_role("link", name="Download", exact=True)
+        href = link.get_attribute("href")
+        assert href and "download=1" in href
+        # The notice is true: this Chromium refuses the same bytes in an <audio> element.
+        code = ui.evaluate(
+            """async (src) => {
+                const el = new Audio();
+                const outcome = new Promise((ok) => {
+                    el.addEventListener('error', () => ok(el.error.code), { once: true });
+                    el.addEventListener('loadedmetadata', () => ok(0), { once: true });
+                });
+                el.src = src;
+                return outcome;
+            }""",
+            href.replace("&download=1", ""),
+        )
+        assert code == 4, (kind, code)  # MEDIA_ERR_SRC_NOT_SUPPORTED
+        with ui.expect_download() as download:
+            link.click()
+        assert download.value.suggested_filename.endswith(
+            {"amr_nb": ".amr", "3gp_amr_wb": ".m4a", "wma_v2": ".wma"}[kind])
+    assert not ui.problems, ui.problems  # type: ignore[attr-defined]
+
+
 def test_failed_call_is_found_and_repaired(ui: Page, make_server, fake_ai_ui, browser) -> None:
     server = make_server(AI_RETRY_DELAYS="0.1,0.1")
     fake_ai_ui.fail_rate = 1.0  # the AI answers 500 to everything: the call fails at call-ai

@@ -85,6 +85,8 @@ def test_non_audio_with_audio_names_and_types_is_415(clients, people, case):
     before = footprint()
     response = upload(clients["ingest"], people["source"], data, name, ctype)
     refused_cleanly(response, 415, before=before)
+    for named in ("MP3", "WAV", "WebM", "WMA", "AMR"):  # the answer says what would do
+        assert named in response.get_json()["error"]["message"]
 
 
 def test_zero_length_and_tiny_files_are_refused(clients, people):
@@ -680,3 +682,71 @@ def test_a_callback_result_is_parsed_once_and_limited_in_size(clients, waiting_c
     response = clients["ingest"].post(url, data=body, content_type="application/json")
     assert response.status_code == 200, response.get_json()
     assert len(parses) == 1
+def _call_source_lies() -> dict[str, bytes]:
+    """Cut, lying and junk-behind-the-magic recordings of the formats call sources hand out
+    (WebM/Matroska, WMA, AMR, AMR in 3GP)."""
+    from call_downloader.audio import asf
+
+    webm = make_fixture("webm_opus").read_bytes()
+    duration_at = webm.index(b"\x44\x89\x88") + 3  # Info/Duration, an 8-byte float (ms)
+    webm_long = bytearray(webm)
+    real_ms = struct.unpack_from(">d", webm, duration_at)[0]
+    struct.pack_into(">d", webm_long, duration_at, real_ms * 3)
+    segment_at = webm.index(b"\x18\x53\x80\x67") + 4
+    webm_segment = bytearray(webm)
+    webm_segment[segment_at : segment_at + 8] = b"\x01\x00\x00\x00\x00\x10\x00\x00"
+    wma = make_fixture("wma_v2").read_bytes()
+    properties = wma.index(asf.FILE_PROPERTIES) + 24
+    wma_long, wma_packets = bytearray(wma), bytearray(wma)
+    struct.pack_into("<Q", wma_long, properties + 40,
+                     struct.unpack_from("<Q", wma, properties + 40)[0] * 3)
+    struct.pack_into("<Q", wma_packets, properties + 32,
+                     struct.unpack_from("<Q", wma, properties + 32)[0] + 7)
+    return {
+        "webm cut": truncated_copy("webm_opus", 0.503).read_bytes(),
+        "browser webm cut inside a block": truncated_copy("webm_opus_browser", 0.901).read_bytes(),
+        "webm duration claims three times the blocks": bytes(webm_long),
+        "webm segment claims more than the file": bytes(webm_segment),
+        "mka vorbis cut": truncated_copy("mka_vorbis_8k", 0.503).read_bytes(),
+        "ebml webm header then zeros": webm[:40] + b"\x00" * 6000,
+        "wma cut": truncated_copy("wma_v2", 0.503).read_bytes(),
+        "wma header claims three times the packets": bytes(wma_long),
+        "wma packet count lies": bytes(wma_packets),
+        "asf header guid then junk": wma[:30] + b"junk" * 2000,
+        "amr cut inside a frame": truncated_copy("amr_nb", 0.503).read_bytes(),
+        "amr magic only": b"#!AMR\n",
+        "amr magic then html": b"#!AMR\n<html><body>" + b"x" * 5000,
+        "amr-wb cut": truncated_copy("amr_wb", 0.901).read_bytes(),
+        "amr-nb frames under the amr-wb magic": b"#!AMR-WB\n" + make_fixture(
+            "amr_nb").read_bytes()[6:],
+        "3gp amr cut": truncated_copy("3gp_amr_nb", 0.503).read_bytes(),
+    }
+
+
+def test_cut_and_lying_call_source_formats_never_pass_as_audio(clients, people):
+    for case, data in _call_source_lies().items():
+        before = footprint()
+        response = upload(clients["ingest"], people["source"], data, "call.bin")
+        if response.status_code == 202:
+            result = run_analyze(response.get_json()["id"])
+            assert result["status"] == "failed", (case, result)
+            assert result["reason"] == "invalid_audio" and result["detail"], (case, result)
+        else:
+            refused_cleanly(response, 415, 422, before=before)
+
+
+@pytest.mark.parametrize("kind", ["webm_opus_browser", "wma_v1_8k", "amr_wb", "3gp_amr_nb"])
+def test_the_intact_recordings_are_measured(clients, people, kind):
+    # The control for the test above: the same formats, uncut, are measured as decoded.
+    from audio_fixtures import ffmpeg_duration
+
+    from call_downloader.db.engine import unit_of_work
+    from call_downloader.db.models import Call
+
+    path = make_fixture(kind)
+    response = upload(clients["ingest"], people["source"], path.read_bytes(), "call.bin")
+    assert response.status_code == 202, response.get_json()
+    assert run_analyze(response.get_json()["id"])["status"] == "analyzed"
+    with unit_of_work() as session:
+        call = session.get(Call, uuid.UUID(response.get_json()["id"]))
+        assert abs(call.duration_seconds - ffmpeg_duration(path)) <= 0.002

@@ -4,6 +4,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 vi.mock('../api/calls.js', () => ({ calls: { audioLink: vi.fn() } }))
 const { calls } = await import('../api/calls.js')
 const { default: AudioPlayer } = await import('./AudioPlayer.vue')
+const { setLocale } = await import('../i18n/index.js')
 
 describe('AudioPlayer', () => {
   beforeEach(() => {
@@ -32,6 +33,30 @@ describe('AudioPlayer', () => {
     const wrapper = mount(AudioPlayer, { props: { callId: 'c2' } })
     await flushPromises()
     expect(wrapper.get('[role=alert]').text()).toContain('no such call')
+  })
+
+  it('says beside the download when the browser cannot play the format', async () => {
+    calls.audioLink.mockResolvedValue({ url: '/a?access=tok', expires_at: new Date(Date.now() + 3600e3).toISOString() })
+    const wrapper = mount(AudioPlayer, { props: { callId: 'c4', format: 'amr', codec: 'amr_nb' } })
+    await flushPromises()
+    expect(wrapper.find('audio').exists()).toBe(false)
+    expect(wrapper.get('[data-testid=audio-not-playable]').text()).toContain('cannot play AMR-NB recordings')
+    expect(wrapper.get('a[download]').attributes('href')).toBe('/a?access=tok&download=1')
+  })
+
+  it('says it in Russian too', async () => {
+    calls.audioLink.mockResolvedValue({ url: '/a?access=tok', expires_at: new Date(Date.now() + 3600e3).toISOString() })
+    setLocale('ru', { remember: false })
+    try {
+      const wrapper = mount(AudioPlayer, { props: { callId: 'c5', format: 'wma', codec: 'wmav2' } })
+      await flushPromises()
+      expect(wrapper.get('[data-testid=audio-not-playable]').text()).toBe(
+        'Этот браузер не воспроизводит записи WMA. Скачайте файл, чтобы прослушать его.',
+      )
+      expect(wrapper.get('a[download]').text()).toBe('Скачать')
+    } finally {
+      setLocale('en', { remember: false })
+    }
   })
 
   it('renews an expired link once', async () => {

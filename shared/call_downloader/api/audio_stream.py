@@ -26,6 +26,7 @@ from werkzeug.datastructures import ContentRange
 from werkzeug.http import parse_range_header
 
 from call_downloader.api import params
+from call_downloader.audio.media import extension, media_type
 from call_downloader.config import get_settings
 from call_downloader.db.engine import unit_of_work
 from call_downloader.db.models import Call, Role, User
@@ -39,23 +40,7 @@ AUDIO_LINK_SECONDS = 3600
 _LINK_SALT = "call-downloader.audio-link.v1"
 _MAX_TOKEN_LENGTH = 1000
 
-# The container as ingest names it -> the media type a browser needs to pick a decoder.
-CONTENT_TYPES = {
-    "mp3": "audio/mpeg",
-    "wav": "audio/wav",
-    "ogg": "audio/ogg",
-    "opus": "audio/ogg; codecs=opus",
-    "flac": "audio/flac",
-    "m4a": "audio/mp4",
-    "mp4": "audio/mp4",
-    "aac": "audio/aac",
-}
-EXTENSIONS = {"opus": "opus", "m4a": "m4a", "mp4": "m4a"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def content_type(fmt: str | None) -> str:
-    return CONTENT_TYPES.get((fmt or "").lower(), "application/octet-stream")
 
 
 def _serializers() -> list[URLSafeTimedSerializer]:
@@ -116,10 +101,9 @@ def _visible_call(session: Any, identity: Identity, call_id: uuid.UUID) -> Call:
 
 
 def _download_name(call: Call) -> str:
-    fmt = (call.format or "bin").lower()
     base = call.filename or call.external_id or str(call.id)
     base = _SAFE_NAME.sub("_", base.rsplit(".", 1)[0] if "." in base else base).strip("._")
-    return f"{base or call.id}.{EXTENSIONS.get(fmt, fmt)}"
+    return f"{base or call.id}.{extension(call.format)}"
 
 
 def register(router: Router) -> None:
@@ -157,7 +141,7 @@ def audio(request: flask.Request, call_id: str) -> Any:
         call = _visible_call(session, identity, cid)
         size = call.size_bytes
         etag = f'"{call.sha256}"' if call.sha256 else f'"{call.id}"'
-        ctype = content_type(call.format)
+        ctype = media_type(call.format)
         name = _download_name(call)
     if size is None:
         size = stored_size(cid)

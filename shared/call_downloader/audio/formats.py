@@ -4,7 +4,8 @@
 
 returns one of FORMATS or None. A file is audio only if it *starts* as audio: a container
 signature at byte 0 (RIFF/RF64 WAVE, Ogg with a Vorbis or Opus header, fLaC, an MP4 ftyp with
-an audio brand), or MPEG/ADTS frames at byte 0 or right after ID3v2 tags, where several
+an audio brand, an EBML header with DocType webm or matroska, the ASF header object, the AMR
+or AMR-WB magic), or MPEG/ADTS frames at byte 0 or right after ID3v2 tags, where several
 consecutive frame headers must agree (a lone 0xFFE sync is 1 in 2000 random bytes). So junk,
 HTML or a ZIP with an MP3 frame somewhere inside is rejected.
 
@@ -18,15 +19,23 @@ from __future__ import annotations
 
 import os
 
-from call_downloader.audio import adts, flac, mp4, ogg, wav
+from call_downloader.audio import adts, amr, asf, flac, matroska, mp4, ogg, wav
 from call_downloader.audio import mpeg as mpeg_audio
 from call_downloader.audio.common import MAX_ID3_PADDING, MAX_ID3_TAGS, BoundedReader, id3v2_size
 
 #: Leading bytes `sniff_format` looks at (an upload shorter than this is passed whole).
 SNIFF_BYTES = 64 * 1024
 
-#: Every format `sniff_format` can return.
-FORMATS = ("mp3", "wav", "ogg", "opus", "flac", "m4a", "aac")
+#: Every format `sniff_format` can return: MP3 (and MP1/MP2), WAV, Ogg Vorbis, Ogg Opus,
+#: FLAC, MP4/M4A/3GP (AAC, AMR, ...), ADTS AAC, WebM, Matroska, WMA (ASF), AMR-NB, AMR-WB.
+FORMATS = ("mp3", "wav", "ogg", "opus", "flac", "m4a", "aac", "webm", "mka", "wma", "amr",
+           "awb")
+#: FORMATS as people name them (the 415 answer lists these).
+FORMAT_NAMES = ("MP3, WAV, Ogg Vorbis/Opus, FLAC, M4A/MP4/3GP (AAC, AMR), ADTS AAC, "
+                "WebM/Matroska (Opus, Vorbis), WMA, AMR-NB/WB")
+# Leading bytes after which only the container's own sniffer decides.
+_CONTAINER_MAGICS = (b"RIFF", b"RF64", b"BW64", b"OggS", b"fLaC", b"\x1a\x45\xdf\xa3",
+                     asf.HEADER[:4], b"#!AM")
 
 # Reported for a head that ends inside a well-formed ID3v2 tag (see module doc).
 _TAGGED = "mp3"
@@ -43,7 +52,7 @@ def sniff_format(head: bytes) -> str | None:
     at_eof = len(head) < SNIFF_BYTES
     head = bytes(head[:SNIFF_BYTES])
     container = _sniff_container(head)
-    if container is not None or head[:4] in (b"RIFF", b"RF64", b"BW64", b"OggS", b"fLaC"):
+    if container is not None or head[:4] in _CONTAINER_MAGICS:
         return container
     start = 0
     for _ in range(MAX_ID3_TAGS):
@@ -101,7 +110,9 @@ def _sniff_container(head: bytes) -> str | None:
         return "flac"
     if mp4.sniff(head):
         return "m4a"
-    return None
+    if asf.sniff(head):
+        return "wma"
+    return matroska.sniff(head) or amr.sniff(head)
 
 
 def _sniff_frames(window: bytes, at_eof: bool) -> str | None:

@@ -7,7 +7,9 @@ sample tables as ffmpeg decodes them: whole frames for AAC/MP3-in-MP4, minus the
 priming, cut where the edit ends. mutagen still parses the sample description (codec,
 channels, rate), fed only the few boxes it needs so that a huge or hostile file costs
 bounded memory. Fragmented MP4 (moof/trun, as browsers record) is summed fragment by
-fragment.
+fragment. AMR in 3GP (samr/sawb sample entries, as phones record) is described here, not by
+mutagen: its samples are 20 ms frames, NO_DATA and SID frames included, summed from the tables
+like any other codec's.
 
 Truncation: a top-level box running past the end of the file, sample data beyond the file,
 or fragments announcing more sample bytes than their mdat holds raise InvalidAudio.
@@ -202,7 +204,7 @@ def probe(reader: BoundedReader) -> AudioInfo:
     timescale, _ = _full_box_times(p.small(mdhd))
     if not timescale:
         raise InvalidAudio("MP4 audio track with a zero timescale")
-    info = _mutagen_info(p, hdlr, mdhd, stsd)
+    info = _amr_info(p, stsd) or _mutagen_info(p, hdlr, mdhd, stsd)
     whole_frames = info.codec.startswith("mp4a")
 
     ticks, sample_bytes, frame = _sample_tables(p, stbl, whole_frames)
@@ -218,6 +220,29 @@ def probe(reader: BoundedReader) -> AudioInfo:
         channels=info.channels or None,
         bitrate=round(sample_bytes * 8 / duration) if sample_bytes else info.bitrate or None,
     )
+
+
+# 3GPP AMR sample entries (TS 26.244): their channel count and sample size fields are fixed
+# placeholders (2, 16), so the facts come from the codec itself: mono, 8 or 16 kHz.
+_AMR_ENTRIES = {b"samr": ("amr_nb", 8000), b"sawb": ("amr_wb", 16000)}
+
+
+@dataclass
+class _AmrInfo:
+    codec: str
+    sample_rate: int
+    channels: int = 1
+    bitrate: int = 0
+
+
+def _amr_info(p: _Parser, stsd: _Box) -> _AmrInfo | None:
+    """The AMR-NB/WB facts when the track's first sample entry is samr or sawb (which
+    mutagen does not describe), else None."""
+    entry = p.reader.pread(stsd.body + 8, 8)
+    if len(entry) < 8 or entry[4:8] not in _AMR_ENTRIES:
+        return None
+    codec, rate = _AMR_ENTRIES[entry[4:8]]
+    return _AmrInfo(codec, rate)
 
 
 def _codec_name(codec: str) -> str:

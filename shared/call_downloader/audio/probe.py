@@ -5,7 +5,9 @@
 Durations match a full ffmpeg decode (within a few samples on every format the tests
 generate); where mutagen's header-based length is an estimate or counts samples a decoder
 does not output, the format module computes the exact figure (see each module's docstring):
-`mpeg` (MP3/MP2), `adts` (raw AAC), `wav`, `ogg` (Vorbis, Opus), `flac`, `mp4` (M4A).
+`mpeg` (MP3/MP2), `adts` (raw AAC), `wav`, `ogg` (Vorbis, Opus), `flac`, `mp4` (M4A, 3GP
+with AAC or AMR), `matroska` (WebM/Matroska with Opus or Vorbis), `asf` (WMA), `amr` (AMR-NB,
+AMR-WB).
 
 Policy on damaged files: corrupt, truncated (the file ends before what its headers or last
 frame announce), zero-length, non-audio or header-only (zero duration) input raises
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 
-from call_downloader.audio import adts, flac, mp4, mpeg, ogg, wav
+from call_downloader.audio import adts, amr, asf, flac, matroska, mp4, mpeg, ogg, wav
 from call_downloader.audio.common import AudioInfo, BoundedReader, InvalidAudio
 from call_downloader.audio.formats import FORMATS, sniff_file
 
@@ -73,4 +75,10 @@ def _probe(reader: BoundedReader, fmt: str | None) -> AudioInfo:
         return ogg.probe(reader, found)
     if found == "flac":
         return flac.probe(reader)
+    if found in ("webm", "mka"):
+        return matroska.probe(reader, found)
+    if found == "wma":
+        return asf.probe(reader)
+    if found in ("amr", "awb"):
+        return amr.probe(reader, found)
     return mp4.probe(reader)

@@ -17,6 +17,7 @@ from cloudevents.http import CloudEvent
 from sqlalchemy import bindparam, exists, select
 
 from call_downloader.ai.client import AiClient, AiOutcome
+from call_downloader.audio.media import extension, media_type
 from call_downloader.config import get_settings
 from call_downloader.db.engine import transaction
 from call_downloader.db.models import AiResult, CallStatus, OutboxEvent, utcnow
@@ -215,8 +216,8 @@ def handle(event: CloudEvent) -> None:
             "format": call.format,
             "metadata": call.metadata_ or {},
         }
-        filename = call.filename or f"{call_id}.{call.format or 'bin'}"
-        content_type = f"audio/{call.format}" if call.format else "application/octet-stream"
+        filename = call.filename or f"{call_id}.{extension(call.format)}"
+        content_type = media_type(call.format)
 
     started = utcnow()
     outcome: AiOutcome

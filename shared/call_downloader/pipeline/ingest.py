@@ -38,7 +38,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Field, File, MultipartDecoder, NeedData, State
 
-from call_downloader.audio.formats import SNIFF_BYTES, sniff_format
+from call_downloader.audio.formats import FORMAT_NAMES, SNIFF_BYTES, sniff_format
 from call_downloader.config import get_settings
 from call_downloader.db.engine import Transaction, transaction, unit_of_work
 from call_downloader.db.models import CallStatus, Role, utcnow
@@ -78,7 +78,7 @@ def _not_audio() -> ApiError:
     return ApiError(
         415,
         "unsupported_media_type",
-        "the content is not a supported audio format (MP3, WAV, Ogg Vorbis/Opus, FLAC, M4A/AAC)",
+        f"the content is not a supported audio format ({FORMAT_NAMES})",
     )
 
 

@@ -34,7 +34,7 @@ class Answer:
 
 class ScriptedAI:
     """The AI service: answers the scripted `Answer`s in order, then a 200 with a result.
-    Keeps what each request carried (metadata, callback URL, audio size)."""
+    Keeps what each request carried (metadata, callback URL, audio size and media type)."""
 
     def __init__(self) -> None:
         self.script: list[Answer] = []
@@ -52,6 +52,7 @@ class ScriptedAI:
                 "metadata": json.loads(request.form.get("metadata") or "{}"),
                 "callback_url": request.headers.get("X-Callback-Url"),
                 "audio_bytes": len(upload.read()) if upload is not None else None,
+                "file_type": upload.content_type if upload is not None else None,
             }
             self.requests.append(seen)
             answer = self.script.pop(0) if self.script else Answer()

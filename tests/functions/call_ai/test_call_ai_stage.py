@@ -55,6 +55,7 @@ def test_result_is_stored_once_with_its_event_and_timeline(ai, analyzed_call):
         "metadata": {"agent": "alice"},
     }
     assert request["audio_bytes"] == 3 + 256 * 8
+    assert request["file_type"] == "audio/mpeg"  # the format's media type, as the player gets
     assert "/api/v1/ai/callback?token=" in request["callback_url"]
 
     s = state(analyzed_call)

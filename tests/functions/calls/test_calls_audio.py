@@ -100,12 +100,27 @@ def test_head_has_headers_and_no_body(client, people, big_call):
         ("flac", "audio/flac"),
         ("m4a", "audio/mp4"),
         ("aac", "audio/aac"),
+        ("webm", "audio/webm"),
+        ("mka", "audio/x-matroska"),
+        ("wma", "audio/x-ms-wma"),
+        ("amr", "audio/amr"),
+        ("awb", "audio/amr-wb"),
     ],
 )
 def test_content_types(client, people, fmt, ctype):
     cid = make_call(people["src"], fmt=fmt, audio=b"0123456789")
     r = client.get(f"{BASE}/calls/{cid}/audio", headers=people["viewer"].headers)
     assert r.headers["Content-Type"] == ctype
+    r = client.get(f"{BASE}/calls/{cid}/audio?download=1", headers=people["viewer"].headers)
+    assert r.headers["Content-Disposition"].startswith("attachment")
+    assert f'.{fmt}"' in r.headers["Content-Disposition"]
+
+
+def test_every_format_has_a_media_type():
+    from call_downloader.audio import FORMATS
+    from call_downloader.audio.media import MEDIA_TYPES
+
+    assert set(FORMATS) <= set(MEDIA_TYPES)
 
 
 def test_roles_and_visibility(client, people, big_call):

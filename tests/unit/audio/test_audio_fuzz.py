@@ -34,12 +34,17 @@ FUZZ_KINDS = (
     "wav_pcm16_8k", "wav_ima_adpcm_sox", "wav_ms_adpcm", "wav_gsm", "wav_rf64", "wav_mp3",
     "mp3_vbr_xing", "mp3_vbr_8k_noheader", "mp3_vbr_vbri", "mp3_ffmpeg_id3v1",
     "ogg_vorbis_8k", "opus_8k_voip", "flac_8k", "m4a_aac_8k", "m4a_faststart", "m4a_fragmented",
-    "aac_adts_8k",
+    "aac_adts_8k", "webm_opus_browser", "webm_vorbis", "mka_vorbis_8k", "wma_small_packets",
+    "amr_nb", "amr_wb", "3gp_amr_wb",
 )
 MAGICS = (
     b"RIFF\x00\x00\x00\x00WAVEfmt ", b"RF64\xff\xff\xff\xffWAVEds64", b"OggS\x00\x02",
     b"fLaC\x00\x00\x00\x22", b"\x00\x00\x00\x20ftypM4A ", b"ID3\x04\x00\x00",
     b"\xff\xfb\x90\x64", b"\xff\xf1\x50\x80", b"",
+    b"\x1a\x45\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81\x01B\xf2\x81\x04B\xf3\x81\x08B\x82\x84webm"
+    b"B\x87\x81\x04B\x85\x81\x02\x18\x53\x80\x67\x01\xff\xff\xff\xff\xff\xff\xff",
+    bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c") + b"\x00\x10\x00\x00\x00\x00\x00\x00",
+    b"#!AMR\n", b"#!AMR-WB\n",
 )
 _CACHE: dict[str, bytes] = {}
 

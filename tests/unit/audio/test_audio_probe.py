@@ -20,27 +20,10 @@ from audio_fixtures import (
     make_fixture,
     truncated_copy,
 )
+from audio_probe_helpers import rejected, tolerance, write
 
-from call_downloader.audio import AudioInfo, InvalidAudio, adts, mpeg, probe_file, sniff_file
+from call_downloader.audio import AudioInfo, adts, mpeg, probe_file, sniff_file
 from call_downloader.audio.common import MAX_DURATION_SECONDS
-
-
-def tolerance(seconds: float) -> float:
-    """The product's bar: within 0.1 s or 0.5 %, whichever is larger."""
-    return max(0.1, 0.005 * seconds)
-
-
-def write(tmp_path: Path, name: str, data: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
-
-
-def rejected(path: Path) -> str:
-    with pytest.raises(InvalidAudio) as info:
-        probe_file(path)
-    assert isinstance(info.value.reason, str) and info.value.reason
-    return info.value.reason
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
@@ -66,7 +49,10 @@ def test_duration_matches_full_decode(kind: str) -> None:
      ("wav_gsm", "gsm_ms"), ("wav_g722", "adpcm_g722"), ("wav_g726", "adpcm_g726"),
      ("wav_mp3", "mp3"), ("wav_float32", "pcm_f32le"), ("wav_pcm24_extensible", "pcm_s24le"),
      ("mp3_cbr", "mp3"), ("mp2", "mp2"), ("ogg_vorbis", "vorbis"), ("opus", "opus"),
-     ("flac", "flac"), ("m4a_aac", "aac"), ("aac_adts", "aac")],
+     ("flac", "flac"), ("m4a_aac", "aac"), ("aac_adts", "aac"), ("webm_opus", "opus"),
+     ("webm_vorbis", "vorbis"), ("mka_vorbis_8k", "vorbis"), ("wma_v2", "wmav2"),
+     ("wma_v1_8k", "wmav1"), ("amr_nb", "amr_nb"), ("amr_wb", "amr_wb"),
+     ("3gp_amr_nb", "amr_nb"), ("3gp_amr_wb", "amr_wb")],
 )
 def test_codec_names_follow_ffmpeg(kind: str, codec: str) -> None:
     assert probe_file(make_fixture(kind)).codec == codec
@@ -153,7 +139,9 @@ def test_id3v1_loss_is_not_audio_loss(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["wav_pcm16_8k", "mp3_cbr", "ogg_vorbis", "opus", "flac",
-                                  "m4a_aac", "m4a_faststart", "aac_adts"])
+                                  "m4a_aac", "m4a_faststart", "aac_adts", "webm_opus",
+                                  "webm_opus_browser", "mka_vorbis_8k", "wma_v2", "amr_nb",
+                                  "amr_wb", "3gp_amr_nb"])
 def test_cut_inside_the_headers(kind: str, tmp_path: Path) -> None:
     data = make_fixture(kind).read_bytes()
     for size in (1, 4, 12, 30, 60, 200):

@@ -45,7 +45,8 @@ def test_every_fixture_kind_is_recognised(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["wav_pcm16_8k", "mp3_vbr_xing", "ogg_vorbis", "opus", "flac",
-                                  "m4a_aac", "aac_adts"])
+                                  "m4a_aac", "aac_adts", "webm_opus", "mka_vorbis_8k", "wma_v2",
+                                  "amr_nb", "amr_wb"])
 def test_more_than_sniff_bytes_is_fine(kind: str) -> None:
     data = make_fixture(kind).read_bytes()
     assert sniff_format(data) == FIXTURE_FORMAT[kind]
@@ -84,6 +85,13 @@ NOT_AUDIO = {
     "id3 header, garbage frames": b"ID3\x03\x00\x00\x00\x00\x10\x00" + b"<html>" * 500,
     "id3 header only": b"ID3\x04\x00\x00\x00\x00\x00\x00",
     "one mpeg frame header then junk": mp3_frames()[:4] + b"\x00" * 3000,
+    "ebml of another doctype": b"\x1a\x45\xdf\xa3\x8f\x42\x82\x88matroskb\x42\x87\x81\x04"
+                               + b"\x00" * 500,
+    "ebml header cut short": b"\x1a\x45\xdf\xa3\xa3\x42\x82\x84webm",
+    "asf guid, silly header size": bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+                                   + b"\xff" * 8 + b"\x05\x00\x00\x00\x01\x02" + b"\x00" * 100,
+    "amr magic then text": b"#!AMR\n" + b"This is not a frame. " * 100,
+    "amr-wb magic then zeros with the f bit": b"#!AMR-WB\n" + b"\x80" * 1000,
     "frames of different rates": b"".join(
         struct.pack(">I", 0xFFFB9000 | (i % 3) << 10) + b"\x00" * 413 for i in range(8)),
 }
